@@ -1,0 +1,179 @@
+"""``jaxlic compress|decompress|info|convert|init``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxlic", "xla")
+
+
+def enable_compilation_cache(path: str | None = None) -> None:
+    """JAX's persistent compilation cache, so a second CLI run does not compile again."""
+    import jax
+    path = path or os.environ.get("JAXLIC_CACHE_DIR", DEFAULT_CACHE)
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def _parse_config(s: str | None) -> dict:
+    out = {}
+    for item in filter(None, (s or "").split(",")):
+        k, _, v = item.partition("=")
+        if not _:
+            raise ValueError(f"bad --config item {item!r}; expected key=value")
+        out[k.strip()] = int(v) if v.strip().lstrip("-").isdigit() else float(v)
+    return out
+
+
+def _codec(args):
+    from jaxlic.codec import Codec
+    from jaxlic.export import load_model
+    path = args.checkpoint or default_checkpoint()
+    if path is None:
+        raise ValueError("no default model is installed yet; pass --checkpoint FILE "
+                         "(make one with 'jaxlic convert' or 'jaxlic init')")
+    name, config, model, variables, tables = load_model(path)
+    if args.model and args.model != name:
+        raise ValueError(f"--model {args.model} but {path} holds a {name} checkpoint")
+    return Codec(name, model, variables, tables, config)
+
+
+def default_checkpoint() -> str | None:
+    here = os.path.join(os.path.dirname(__file__), "assets", "default.npz")
+    return here if os.path.exists(here) else None
+
+
+def cmd_compress(args):
+    from jaxlic.io import read_image, write_bytes
+    t0 = time.perf_counter()
+    image = read_image(args.input)
+    codec = _codec(args)
+    data = codec.compress(image, args.coder)
+    write_bytes(args.output, data)
+    h, w = image.shape[:2]
+    print(f"{args.input} -> {args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp "
+          f"({codec.name}, {args.coder}, {time.perf_counter() - t0:.2f} s)")
+
+
+def cmd_decompress(args):
+    from jaxlic.coding.container import read_container
+    from jaxlic.io import write_image
+    t0 = time.perf_counter()
+    try:
+        with open(args.input, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {args.input}: {e.strerror}") from None
+    read_container(data)  # a bad file is reported before any model is loaded
+    codec = _codec(args)
+    image = codec.decompress(data)
+    write_image(args.output, image)
+    print(f"{args.input} -> {args.output}: {image.shape[1]}x{image.shape[0]} ({time.perf_counter() - t0:.2f} s)")
+
+
+def cmd_info(args):
+    from jaxlic.coding.container import read_container
+    with open(args.input, "rb") as f:
+        data = f.read()
+    c = read_container(data)
+    print(f"file           : {args.input} ({len(data)} bytes)")
+    print(c.describe())
+    h, w = c.image_size
+    print(f"bits per pixel : {8 * len(data) / (h * w):.4f}")
+
+
+def cmd_init(args):
+    import jax
+    from jaxlic.export import init_variables, save_model
+    config = _parse_config(args.config)
+    model, variables, tables = init_variables(args.model, config, jax.random.key(args.seed))
+    save_model(args.output, args.model, config, variables, tables)
+    print(f"wrote {args.output}: {args.model} {config} with random weights (seed {args.seed})")
+
+
+def cmd_convert(args):
+    import jax
+    import jax.numpy as jnp
+    from jaxlic.convert import convert_state_dict, load_torch_state_dict
+    from jaxlic.convert.compressai import compressai_tables
+    from jaxlic.export import save_model
+    from jaxlic.models import get_spec
+    spec = get_spec(args.model)
+    config = {**spec.defaults, **_parse_config(args.config)}
+    model = spec.build(**config)
+    x = jax.ShapeDtypeStruct((1, model.downsampling, model.downsampling, 3), jnp.float32)
+    template = jax.eval_shape(model.init, jax.random.key(0), x)
+    state_dict = load_torch_state_dict(args.input)
+    variables = convert_state_dict(state_dict, spec.key_map, template, spec.ignore)
+    tables = model.build_tables(variables)
+    if args.tables == "checkpoint":
+        for name in tables:
+            t = compressai_tables(state_dict, name)
+            if t is None:
+                raise ValueError(f"--tables checkpoint: {args.input} has no CDF buffers for {name}")
+            tables[name] = t
+    save_model(args.output, args.model, config, variables, tables)
+    print(f"wrote {args.output}: {args.model} {config}, {len(state_dict)} checkpoint arrays mapped, "
+          f"tables {'from the checkpoint' if args.tables == 'checkpoint' else 'rebuilt'}")
+
+
+def build_parser():
+    from jaxlic.models import REGISTRY
+    p = argparse.ArgumentParser(prog="jaxlic", description="Learned image compression in JAX.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_args(q):
+        q.add_argument("--model", choices=sorted(REGISTRY), help="check the checkpoint holds this model")
+        q.add_argument("--checkpoint", help="a jaxlic model checkpoint (.npz); default: the installed model")
+
+    c = sub.add_parser("compress", help="image -> .jlc file")
+    c.add_argument("input")
+    c.add_argument("output")
+    model_args(c)
+    c.add_argument("--coder", default="constriction", choices=["constriction", "tfc"])
+    c.set_defaults(fn=cmd_compress)
+    d = sub.add_parser("decompress", help=".jlc file -> image (PNG unless the extension says otherwise)")
+    d.add_argument("input")
+    d.add_argument("output")
+    model_args(d)
+    d.set_defaults(fn=cmd_decompress)
+    i = sub.add_parser("info", help="print a .jlc file's header")
+    i.add_argument("input")
+    i.set_defaults(fn=cmd_info)
+    v = sub.add_parser("convert", help="official PyTorch checkpoint (.pth/.pth.tar/.npz state_dict) -> jaxlic")
+    v.add_argument("input")
+    v.add_argument("output")
+    v.add_argument("--model", required=True, choices=sorted(REGISTRY))
+    v.add_argument("--config", help="model config overrides, e.g. N=32,M=48")
+    v.add_argument("--tables", choices=["rebuild", "checkpoint"], default="rebuild",
+                   help="rebuild the coding tables from the weights, or take the checkpoint's CDF buffers")
+    v.set_defaults(fn=cmd_convert)
+    n = sub.add_parser("init", help="a checkpoint with random weights (for tests and benchmarks)")
+    n.add_argument("output")
+    n.add_argument("--model", required=True, choices=sorted(REGISTRY))
+    n.add_argument("--config", help="e.g. N=128,M=192")
+    n.add_argument("--seed", type=int, default=0)
+    n.set_defaults(fn=cmd_init)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"jaxlic: warning: {msg}\n"
+    enable_compilation_cache()
+    from jaxlic.errors import USER_ERRORS
+    try:
+        args.fn(args)
+    except USER_ERRORS as e:
+        print(f"jaxlic: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

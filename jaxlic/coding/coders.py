@@ -1,0 +1,247 @@
+"""Two range-coder backends over the same integer tables (DESIGN decision 5).
+
+``encode(symbols, indexes, table) -> bytes`` codes each ``symbols[k]`` with table ``indexes[k]``; ``decode``
+inverts it given the same indexes. Values outside a table are sent as the escape symbol followed by an
+Elias-gamma code, so every int32 round-trips with either backend. The two backends write different bytes;
+the container records which one wrote a file.
+"""
+from __future__ import annotations
+
+import functools
+import struct
+from typing import Protocol
+
+import numpy as np
+
+from jaxlic.entropy.tables import CodingTable
+
+
+class CodingError(ValueError):
+    """A stream does not decode with the given tables (corrupt data, or the wrong model)."""
+
+
+class Coder(Protocol):
+    name: str
+
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray, table: CodingTable) -> bytes: ...
+
+    def decode(self, data: bytes, indexes: np.ndarray, table: CodingTable) -> np.ndarray: ...
+
+
+def _check(symbols: np.ndarray | None, indexes: np.ndarray, table: CodingTable):
+    indexes = np.ascontiguousarray(indexes, np.int32).reshape(-1)
+    if indexes.size and (indexes.min() < 0 or indexes.max() >= table.num_tables):
+        raise ValueError(f"table indexes must lie in [0, {table.num_tables}), got "
+                         f"[{indexes.min()}, {indexes.max()}]")
+    if symbols is not None:
+        symbols = np.asarray(symbols).reshape(-1)
+        if symbols.shape != indexes.shape:
+            raise ValueError(f"symbols and indexes differ in size: {symbols.size} vs {indexes.size}")
+        if symbols.dtype.kind not in "iu":
+            raise TypeError(f"symbols must be integers, got {symbols.dtype}")
+        if symbols.size and (symbols.min() < np.iinfo(np.int32).min or symbols.max() > np.iinfo(np.int32).max):
+            raise ValueError("symbols must fit in int32")
+        symbols = symbols.astype(np.int64)
+    return symbols, indexes
+
+
+class ConstrictionCoder:
+    """constriction's range coder (Rust). Symbols are coded grouped by table, in table order, which lets
+    each group go through one vectorised call with a fixed categorical model; the decoder knows the
+    indexes and therefore the grouping."""
+
+    name = "constriction"
+
+    def __init__(self):
+        import constriction  # noqa: F401  (fail early with a clear ImportError)
+        self._cs = constriction.stream
+
+    @functools.lru_cache(maxsize=64)
+    def _models(self, table: CodingTable):
+        model = self._cs.model.Categorical
+        out = []
+        for i in range(table.num_tables):
+            freq = np.diff(table.cdf[i, :table.cdf_length[i]]).astype(np.float64)
+            out.append(model(freq / freq.sum(), perfect=False))
+        return out
+
+    @functools.cached_property
+    def _bits(self):
+        model = self._cs.model.Categorical
+        return (model(np.full(34, 1 / 34), perfect=False), model(np.full(1 << 16, 2.0 ** -16), perfect=False))
+
+    def encode(self, symbols, indexes, table):
+        symbols, indexes = _check(symbols, indexes, table)
+        values = symbols - table.offset[indexes]
+        escape = (table.cdf_length[indexes] - 2).astype(np.int64)
+        is_esc = (values < 0) | (values >= escape)
+        coded = np.where(is_esc, escape, values).astype(np.int32)
+        order = np.argsort(indexes, kind="stable")
+        sorted_idx = indexes[order]
+        bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(order)]])
+        models = self._models(table)
+        enc = self._cs.queue.RangeEncoder()
+        coded = coded[order]
+        for s, e in zip(starts, ends):
+            if e > s:
+                enc.encode(coded[s:e], models[sorted_idx[s]])
+        if is_esc.any():
+            self._encode_escapes(enc, values[order][is_esc[order]])
+        return enc.get_compressed().tobytes()
+
+    def _encode_escapes(self, enc, values):
+        z = np.where(values >= 0, 2 * values, -2 * values - 1).astype(np.uint64)  # zigzag
+        nbits = np.zeros(len(z), np.int32)
+        rest = z.copy()
+        while rest.any():
+            nbits += rest > 0
+            rest >>= np.uint64(1)
+        n_model, chunk_model = self._bits
+        enc.encode(nbits, n_model)
+        for c in range(3):
+            sel = nbits > 16 * c
+            if sel.any():
+                enc.encode(((z[sel] >> np.uint64(16 * c)) & np.uint64(0xFFFF)).astype(np.int32), chunk_model)
+
+    def decode(self, data, indexes, table):
+        _, indexes = _check(None, indexes, table)
+        buf = bytes(data)
+        if len(buf) % 4:
+            raise CodingError("constriction stream length is not a multiple of 4 bytes")
+        dec = self._cs.queue.RangeDecoder(np.frombuffer(buf, np.uint32).copy())
+        order = np.argsort(indexes, kind="stable")
+        sorted_idx = indexes[order]
+        bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(order)]])
+        models = self._models(table)
+        coded = np.empty(len(order), np.int64)
+        try:
+            for s, e in zip(starts, ends):
+                if e > s:
+                    coded[s:e] = dec.decode(models[sorted_idx[s]], int(e - s))
+            escape = (table.cdf_length[sorted_idx] - 2).astype(np.int64)
+            is_esc = coded == escape
+            if is_esc.any():
+                coded[is_esc] = self._decode_escapes(dec, int(is_esc.sum()))
+        except (ValueError, RuntimeError, OverflowError) as e:
+            raise CodingError(f"stream does not decode: {e}") from None
+        values = np.empty_like(coded)
+        values[order] = coded
+        values += table.offset[indexes]
+        return values.astype(np.int32) if _fits(values) else _overflow()
+
+    def _decode_escapes(self, dec, n):
+        n_model, chunk_model = self._bits
+        nbits = np.asarray(dec.decode(n_model, n), np.int64)
+        if nbits.max(initial=0) > 33:
+            raise CodingError("escape code out of range")
+        z = np.zeros(n, np.uint64)
+        for c in range(3):
+            sel = nbits > 16 * c
+            if sel.any():
+                chunk = np.asarray(dec.decode(chunk_model, int(sel.sum())), np.uint64)
+                z[sel] |= chunk << np.uint64(16 * c)
+        z = z.astype(np.int64)
+        return np.where(z & 1, -(z + 1) // 2, z // 2)
+
+
+def _fits(v):
+    return v.size == 0 or (v.min() >= np.iinfo(np.int32).min and v.max() <= np.iinfo(np.int32).max)
+
+
+def _overflow():
+    raise CodingError("decoded value does not fit in int32 (corrupt stream or wrong tables)")
+
+
+class TFCCoder:
+    """tensorflow-compression's range coder ops (``tensorflow_compression_ops``, TF 2.17). Overflow is
+    enabled by the negated precision in each lookup row; the ops then write escapes themselves."""
+
+    name = "tfc"
+
+    def __init__(self):
+        try:
+            import tensorflow as tf
+            import tensorflow_compression_ops as tco
+        except ImportError as e:
+            raise ImportError("the 'tfc' coder needs tensorflow-compression-ops 2.17: "
+                              "pip install 'jaxlic[tfc]' (or use --coder constriction)") from e
+        self._tf, self._ops = tf, tco
+
+    @functools.lru_cache(maxsize=64)
+    def _lookup(self, table: CodingTable):
+        rows = np.full((table.num_tables, table.cdf.shape[1] + 1), 1 << table.precision, np.int32)
+        rows[:, 0] = -table.precision
+        rows[:, 1:] = table.cdf
+        for i, n in enumerate(table.cdf_length):
+            rows[i, 1 + n:] = 1 << table.precision
+        return self._tf.constant(rows)
+
+    # The ops' own escape code hangs or returns wrong values for |value| near 2**30 and beyond (measured
+    # with tensorflow-compression-ops 2.17), so values at or beyond this sentinel are written as +-sentinel
+    # and their symbols follow the range-coded bytes: [coded][k x int32][u32 k].
+    SENTINEL = 1 << 28
+
+    def encode(self, symbols, indexes, table):
+        symbols, indexes = _check(symbols, indexes, table)
+        values = symbols - table.offset[indexes]
+        big = np.abs(values) >= self.SENTINEL
+        extras = symbols[big]  # the symbols themselves: always int32
+        values = np.where(big, np.sign(values) * self.SENTINEL, values).astype(np.int32)
+        tf, ops = self._tf, self._ops
+        handle = ops.create_range_encoder([], self._lookup(table))
+        handle = ops.entropy_encode_index(handle, tf.constant(indexes), tf.constant(values))
+        coded = ops.entropy_encode_finalize(handle).numpy()
+        return coded + extras.astype("<i4").tobytes() + struct.pack("<I", len(extras))
+
+    def decode(self, data, indexes, table):
+        _, indexes = _check(None, indexes, table)
+        data = bytes(data)
+        if len(data) < 4:
+            raise CodingError("tfc stream is truncated")
+        (k,) = struct.unpack_from("<I", data, len(data) - 4)
+        if 4 * k + 4 > len(data):
+            raise CodingError("tfc stream is truncated or corrupt (bad escape count)")
+        coded, extras = data[:len(data) - 4 - 4 * k], np.frombuffer(data, "<i4", k, len(data) - 4 - 4 * k)
+        tf, ops = self._tf, self._ops
+        try:
+            handle = ops.create_range_decoder(tf.constant(coded), self._lookup(table))
+            handle, values = ops.entropy_decode_index(handle, tf.constant(indexes), indexes.shape, tf.int32)
+            ok = bool(ops.entropy_decode_finalize(handle).numpy())
+        except (tf.errors.OpError, ValueError) as e:
+            raise CodingError(f"stream does not decode: {str(e).splitlines()[0]}") from None
+        if not ok:
+            raise CodingError("stream does not decode (range decoder sanity check failed)")
+        values = values.numpy().astype(np.int64)
+        big = np.abs(values) >= self.SENTINEL
+        if int(big.sum()) != k:
+            raise CodingError("stream does not decode (escape count mismatch)")
+        values += table.offset[indexes]
+        values[big] = extras
+        return values.astype(np.int32) if _fits(values) else _overflow()
+
+
+_BACKENDS = {"constriction": ConstrictionCoder, "tfc": TFCCoder}
+_INSTANCES: dict[str, Coder] = {}
+
+
+def get_coder(name: str) -> Coder:
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown coder {name!r}; choose from {sorted(_BACKENDS)}")
+    if name not in _INSTANCES:
+        _INSTANCES[name] = _BACKENDS[name]()
+    return _INSTANCES[name]
+
+
+def available_coders() -> list[str]:
+    out = []
+    for name in _BACKENDS:
+        try:
+            get_coder(name)
+            out.append(name)
+        except ImportError:
+            pass
+    return out

@@ -1,0 +1,74 @@
+"""The Gaussian conditional (CompressAI ``GaussianConditional``): likelihoods, scale indexes and tables."""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import special
+
+from jaxlic.entropy.bounds import lower_bound
+from jaxlic.entropy.quantization import quantize
+from jaxlic.entropy.tables import CodingTable, pmf_to_quantized_cdf
+
+SCALE_BOUND = 0.11
+
+
+def default_scale_table(lo: float = 0.11, hi: float = 256.0, n: int = 64) -> np.ndarray:
+    """exp(linspace(ln lo, ln hi, n)) in float32, as CompressAI's ``get_scale_table`` (the checkpoints' buffer)."""
+    return np.exp(np.linspace(np.log(lo), np.log(hi), n)).astype(np.float32)
+
+
+def _standardized_cumulative(x):
+    # Phi(x) via erfc: accurate in the lower tail where 0.5 * (1 + erf) cancels.
+    return 0.5 * jax.scipy.special.erfc(-x * (2 ** -0.5))
+
+
+def gaussian_likelihood(y_hat, scales, means=None, scale_bound: float = SCALE_BOUND, likelihood_bound: float = 1e-9):
+    """P(y_hat - 1/2 < Y < y_hat + 1/2) for Y ~ N(means, max(scales, bound)); symmetric form as CompressAI."""
+    values = y_hat - (0.0 if means is None else means)
+    scales = lower_bound(scales, scale_bound)
+    values = jnp.abs(values)
+    upper = _standardized_cumulative((0.5 - values) / scales)
+    lower = _standardized_cumulative((-0.5 - values) / scales)
+    p = upper - lower
+    return lower_bound(p, likelihood_bound) if likelihood_bound > 0 else p
+
+
+def build_indexes(scales: jax.Array, scale_table, scale_bound: float = SCALE_BOUND) -> jax.Array:
+    """Index of the largest table scale below max(scale, bound): count of table[:-1] entries below it."""
+    table = jnp.asarray(scale_table, scales.dtype)
+    scales = jnp.maximum(scales, jnp.asarray(scale_bound, scales.dtype))
+    return jnp.sum(scales[..., None] > table[:-1], axis=-1).astype(jnp.int32)
+
+
+class GaussianConditional(nn.Module):
+    """Stateless apart from its scale table, a ``constants`` variable so converted checkpoints carry theirs
+    (its float32 values decide scale indexes at table boundaries)."""
+
+    scale_bound: float = SCALE_BOUND
+    likelihood_bound: float = 1e-9
+
+    def setup(self):
+        self.scale_table = self.variable("constants", "scale_table", lambda: jnp.asarray(default_scale_table()))
+
+    def build_indexes(self, scales):
+        return build_indexes(scales, self.scale_table.value, self.scale_bound)
+
+    def __call__(self, y, scales, means=None, mode: str = "dequantize", rng=None):
+        y_hat = quantize(y, mode, means, rng)
+        return y_hat, gaussian_likelihood(y_hat, scales, means, self.scale_bound, self.likelihood_bound)
+
+
+def gaussian_table(scale_table, tail_mass: float = 1e-9, precision: int = 16) -> CodingTable:
+    """One table per scale: the discretised N(0, s) on |k| <= ceil(s * q) with q the tail_mass/2 quantile."""
+    scales = np.asarray(scale_table, np.float64)
+    multiplier = -special.ndtri(tail_mass / 2)
+    centers = np.ceil(scales * multiplier).astype(np.int64)
+    cdfs = []
+    for s, c in zip(scales, centers):
+        k = np.abs(np.arange(2 * c + 1) - c)
+        pmf = special.ndtr((0.5 - k) / s) - special.ndtr((-0.5 - k) / s)
+        tail = 2.0 * special.ndtr((-0.5 - c) / s)
+        cdfs.append(pmf_to_quantized_cdf(np.append(pmf, tail), precision))
+    return CodingTable.from_cdfs(cdfs, offset=-centers, precision=precision)

@@ -1,0 +1,84 @@
+"""Inference checkpoints: one ``.npz`` with the model name, its config, its variables and frozen coding tables.
+
+This is what the CLI, ``eval.py`` and the converter exchange (training checkpoints are orbax directories).
+Loading checks the model name, the configuration and every array, and says what is wrong if anything is.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from jaxlic.entropy.tables import CodingTable
+from jaxlic.models import get_spec
+
+_META = "__jaxlic__"
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def save_model(path: str, name: str, config: dict, variables, tables: dict[str, CodingTable]) -> None:
+    flat = {"/".join(("variables",) + k): np.asarray(v) for k, v in traverse_util.flatten_dict(
+        jax.device_get(dict(variables))).items()}
+    for tname, t in tables.items():
+        flat.update({f"tables/{tname}/{k}": np.asarray(v) for k, v in t.as_variables().items()})
+    meta = {"format": FORMAT, "model": name, "config": config}
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(tmp, **{_META: np.frombuffer(json.dumps(meta).encode(), np.uint8)}, **flat)
+    os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint under the real name
+
+
+def init_variables(name: str, config: dict, rng=None):
+    """Fresh variables for a model (random weights) plus the tables frozen from them."""
+    spec = get_spec(name)
+    model = spec.build(**config)
+    x = jnp.zeros((1, model.downsampling, model.downsampling, 3), jnp.float32)
+    variables = jax.jit(model.init)(jax.random.key(0) if rng is None else rng, x)
+    return model, variables, model.build_tables(jax.device_get(variables))
+
+
+def load_model(path: str, precision: Any = None):
+    """Returns (name, config, model, variables, tables)."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+        meta = json.loads(bytes(data.pop(_META)).decode())
+        name, config = meta["model"], dict(meta["config"])
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise CheckpointError(f"{path} is not a jaxlic model checkpoint ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')}")
+    spec = get_spec(name)
+    model = spec.build(**config, precision=precision) if precision is not None else spec.build(**config)
+    x = jax.ShapeDtypeStruct((1, model.downsampling, model.downsampling, 3), jnp.float32)
+    template = traverse_util.flatten_dict(jax.eval_shape(model.init, jax.random.key(0), x))
+    flat = {tuple(k.split("/")[1:]): v for k, v in data.items() if k.startswith("variables/")}
+    missing = [("/".join(k)) for k in template if k not in flat]
+    extra = [("/".join(k)) for k in flat if k not in template]
+    bad = [f"{'/'.join(k)} {flat[k].shape} != {t.shape}" for k, t in template.items()
+           if k in flat and flat[k].shape != t.shape]
+    if missing or extra or bad:
+        raise CheckpointError(f"{path} does not fit {name} {config}: missing {missing[:10]}, unexpected "
+                              f"{extra[:10]}, shape mismatches {bad[:10]}")
+    variables = traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
+    tables = {}
+    for tname in sorted({k.split("/")[1] for k in data if k.startswith("tables/")}):
+        prefix = f"tables/{tname}/"
+        try:
+            tables[tname] = CodingTable.from_variables({k[len(prefix):]: v for k, v in data.items()
+                                                        if k.startswith(prefix)})
+        except ValueError as e:
+            raise CheckpointError(f"{path}: coding table {tname!r}: {e}") from None
+    if not tables:
+        raise CheckpointError(f"{path} has no frozen coding tables; run the freeze step (jaxlic.export.save_model)")
+    return name, config, model, variables, tables

@@ -1,0 +1,146 @@
+"""Convolutions in NHWC with PyTorch's padding, output-size and channel-order conventions.
+
+Kernels are stored HWIO (``Conv``) and (kH, kW, in, out) (``ConvTranspose``); the converter in
+``jaxlic.convert`` maps PyTorch's layouts onto these.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlic.layers.init import torch_conv_bias_init, torch_conv_kernel_init
+
+Array = jax.Array
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+class Conv(nn.Module):
+    """``torch.nn.Conv2d`` with symmetric padding ``kernel_size // 2`` unless given.
+
+    JAX's 'SAME' pads (0, 1) for even inputs at stride 2; PyTorch pads both sides, so padding is explicit.
+    """
+
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int | None = None
+    use_bias: bool = True
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        k = self.kernel_size
+        pad = k // 2 if self.padding is None else self.padding
+        fan_in = x.shape[-1] * k * k
+        kernel = self.param("kernel", torch_conv_kernel_init(fan_in), (k, k, x.shape[-1], self.features))
+        y = jax.lax.conv_general_dilated(
+            x, kernel.astype(x.dtype), (self.stride, self.stride), ((pad, pad), (pad, pad)),
+            dimension_numbers=_DN, precision=self.precision)
+        if self.use_bias:
+            y = y + self.param("bias", torch_conv_bias_init(fan_in), (self.features,)).astype(x.dtype)
+        return y
+
+
+def pixel_shuffle(x: Array, r: int) -> Array:
+    """PyTorch ``PixelShuffle(r)`` on NHWC: input channel ``c*r*r + r*dy + dx`` -> output (c, r*h+dy, r*w+dx).
+
+    TF's ``depth_to_space`` uses ``(dy*r + dx)*C + c`` instead, which would scramble converted weights.
+    """
+    b, h, w, c = x.shape
+    oc = c // (r * r)
+    x = x.reshape(b, h, w, oc, r, r)
+    x = x.transpose(0, 1, 4, 2, 5, 3)
+    return x.reshape(b, h * r, w * r, oc)
+
+
+class SubpelConv(nn.Module):
+    """``subpel_conv3x3``: Conv2d(in, out*r^2, 3, padding 1) followed by PixelShuffle(r)."""
+
+    features: int
+    r: int = 2
+    kernel_size: int = 3
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        y = Conv(self.features * self.r ** 2, self.kernel_size, precision=self.precision, name="conv")(x)
+        return pixel_shuffle(y, self.r)
+
+
+def _phase_taps(kernel_size: int, stride: int, padding: int) -> tuple[int, int, np.ndarray]:
+    """For each output phase d and input offset t, the transposed-conv kernel tap k = d + p - s*t (or -1).
+
+    PyTorch: out[s*m + d] = sum_t x[m + t] * w[d + p - s*t]; the valid t form a small window, so the
+    transposed conv equals a stride-1 conv over x producing s outputs per position.
+    """
+    t_min = math.ceil((padding - kernel_size + 1) / stride)
+    t_max = (stride - 1 + padding) // stride
+    taps = np.full((stride, t_max - t_min + 1), -1, np.int32)
+    for d in range(stride):
+        for e, t in enumerate(range(t_min, t_max + 1)):
+            k = d + padding - stride * t
+            if 0 <= k < kernel_size:
+                taps[d, e] = k
+    return t_min, t_max, taps
+
+
+def conv_transpose_phase_kernel(kernel: Array, stride: int, padding: int) -> tuple[Array, tuple[int, int]]:
+    """Rearranges a (k, k, in, out) transposed-conv kernel into a stride-1 conv kernel with s*s*out outputs.
+
+    Output channel order is (dy, dx, c), matching ``_depth_to_space_phase``. Returns the kernel and the
+    symmetric-free padding (left, right) to apply to the input.
+    """
+    k, _, cin, cout = kernel.shape
+    t_min, t_max, taps = _phase_taps(k, stride, padding)
+    n = taps.shape[1]
+    # Gather with a zero tap appended at index k so invalid taps read zeros (static indices, cheap gradient).
+    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+    idx = np.where(taps < 0, k, taps)  # (s, n)
+    g = padded[idx[:, None, :, None], idx[None, :, None, :]]  # (s_y, s_x, n_y, n_x, in, out)
+    g = g.transpose(2, 3, 4, 0, 1, 5).reshape(n, n, cin, stride * stride * cout)
+    return g, (-t_min, t_max)
+
+
+class ConvTranspose(nn.Module):
+    """``torch.nn.ConvTranspose2d(in, out, k, stride, padding, output_padding)`` in sub-pixel (phase) form.
+
+    A direct ``lax.conv_transpose`` kernel gradient is 20-50x slower on XLA:CPU; one stride-1 conv that
+    emits the s*s output phases followed by a depth-to-space computes exactly the same function.
+    """
+
+    features: int
+    kernel_size: int = 5
+    stride: int = 2
+    padding: int | None = None
+    output_padding: int | None = None
+    use_bias: bool = True
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        k, s = self.kernel_size, self.stride
+        p = k // 2 if self.padding is None else self.padding
+        op = s - 1 if self.output_padding is None else self.output_padding
+        b, h, w, cin = x.shape
+        # PyTorch's ConvTranspose2d initialises with fan_in computed from weight.size(1) * k * k = out * k * k.
+        fan_in = self.features * k * k
+        kernel = self.param("kernel", torch_conv_kernel_init(fan_in), (k, k, cin, self.features))
+        g, (pl, pr) = conv_transpose_phase_kernel(kernel.astype(x.dtype), s, p)
+        y = jax.lax.conv_general_dilated(
+            x, g, (1, 1), ((pl, pr), (pl, pr)), dimension_numbers=_DN, precision=self.precision)
+        n_out = y.shape[1]
+        y = y.reshape(b, n_out, y.shape[2], s, s, self.features).transpose(0, 1, 3, 2, 4, 5)
+        y = y.reshape(b, n_out * s, y.shape[3] * s, self.features)
+        oh, ow = (h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op
+        if oh > y.shape[1] or ow > y.shape[2]:
+            raise ValueError(f"ConvTranspose(k={k}, s={s}, p={p}, output_padding={op}) is not supported "
+                             "in phase form (output larger than stride * input)")
+        y = y[:, :oh, :ow]
+        if self.use_bias:
+            y = y + self.param("bias", torch_conv_bias_init(fan_in), (self.features,)).astype(x.dtype)
+        return y

@@ -1,0 +1,58 @@
+import os
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("JAXLIC_SHARED", ROOT.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+KODAK = SHARED / "datasets" / "kodak"
+
+
+def coder_params():
+    """Both backends; 'tfc' skips where tensorflow-compression-ops is absent, unless CI requires it."""
+    from jaxlic.coding.coders import available_coders
+    have = available_coders()
+    params = []
+    for name in ("constriction", "tfc"):
+        marks = []
+        if name not in have and not os.environ.get("JAXLIC_REQUIRE_TFC"):
+            marks = [pytest.mark.skip(reason=f"coder {name!r} not installed (latest environment)")]
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+def fixture_dir(name: str) -> pathlib.Path:
+    d = FIXTURES / name
+    if not (d / "outputs.npz").exists():
+        pytest.skip(f"parity fixture {d} not found (set JAXLIC_SHARED)")
+    return d
+
+
+def kodak_images() -> list[pathlib.Path]:
+    files = sorted(KODAK.glob("kodim*.png"))
+    if not files:
+        pytest.skip(f"Kodak images not found in {KODAK} (set JAXLIC_SHARED)")
+    return files
+
+
+def nhwc(a: np.ndarray) -> np.ndarray:
+    return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
+
+
+def rel_err(a, ref) -> float:
+    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
+    return float(np.abs(a - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+@pytest.fixture(autouse=True)
+def _highest_precision():
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    os.environ.setdefault("JAXLIC_CACHE_DIR", str(tmp_path_factory.mktemp("xla-cache")))

@@ -1,0 +1,98 @@
+"""The command line: real files, two processes, bad input reported in one clear line."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import FIXTURES, KODAK, coder_params
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args, ok=True):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run([sys.executable, "-m", "jaxlic.cli", *map(str, args)], capture_output=True, text=True,
+                       env=env, timeout=300)
+    if ok:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    weights = FIXTURES / "mbt2018_mean" / "weights.npz"
+    if not weights.exists():
+        pytest.skip("parity fixture not found")
+    run("convert", weights, d / "m.npz", "--model", "mbt2018-mean", "--config", "N=32,M=48")
+    run("init", d / "other.npz", "--model", "mbt2018-mean", "--config", "N=32,M=48", "--seed", "3")
+    return d / "m.npz", d / "other.npz"
+
+
+@pytest.mark.parametrize("coder", coder_params())
+def test_two_processes_byte_identical_png(tmp_path, checkpoint, coder):
+    src = KODAK / "kodim23.png"
+    if not src.exists():
+        pytest.skip("Kodak not found")
+    ck = checkpoint[0]
+    run("compress", src, tmp_path / "a.jlc", "--checkpoint", ck, "--coder", coder)
+    run("decompress", tmp_path / "a.jlc", tmp_path / "a.png", "--checkpoint", ck)
+    run("decompress", tmp_path / "a.jlc", tmp_path / "b.png", "--checkpoint", ck)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    # and the same as decoding in this process
+    from jaxlic.export import load_model
+    from jaxlic.codec import Codec
+    name, config, model, variables, tables = load_model(str(ck))
+    img = Codec(name, model, variables, tables, config).decompress((tmp_path / "a.jlc").read_bytes())
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")), img)
+    info = run("info", tmp_path / "a.jlc").stdout
+    assert "mbt2018-mean" in info and f"coder          : {coder}" in info and "512 x 768" in info
+
+
+def test_bad_inputs_are_reported_clearly(tmp_path, checkpoint):
+    ck, other = checkpoint
+    (tmp_path / "notes.txt").write_text("not an image")
+    p = run("compress", tmp_path / "notes.txt", tmp_path / "x.jlc", "--checkpoint", ck, ok=False)
+    assert p.returncode == 2 and "cannot read" in p.stderr and "Traceback" not in p.stderr
+    p = run("compress", tmp_path / "missing.png", tmp_path / "x.jlc", "--checkpoint", ck, ok=False)
+    assert p.returncode == 2 and "no such file" in p.stderr
+    p = run("decompress", tmp_path / "notes.txt", tmp_path / "x.png", "--checkpoint", ck, ok=False)
+    assert p.returncode == 2 and "not a jaxlic file" in p.stderr
+    p = run("compress", KODAK / "kodim01.png", tmp_path / "x.jlc", "--checkpoint", tmp_path / "nope.npz", ok=False)
+    assert p.returncode == 2 and "checkpoint not found" in p.stderr
+    p = run("compress", KODAK / "kodim01.png", tmp_path / "x.jlc", "--checkpoint", tmp_path / "notes.txt", ok=False)
+    assert p.returncode == 2 and "not a jaxlic model checkpoint" in p.stderr
+    # a file decoded with another checkpoint is refused, not decoded into garbage
+    img = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "s.png")
+    run("compress", tmp_path / "s.png", tmp_path / "s.jlc", "--checkpoint", ck)
+    p = run("decompress", tmp_path / "s.jlc", tmp_path / "s2.png", "--checkpoint", other, ok=False)
+    assert p.returncode == 2 and "other weights" in p.stderr
+    assert not (tmp_path / "s2.png").exists()
+    # truncated file
+    data = (tmp_path / "s.jlc").read_bytes()
+    (tmp_path / "t.jlc").write_bytes(data[:len(data) // 2])
+    p = run("decompress", tmp_path / "t.jlc", tmp_path / "t.png", "--checkpoint", ck, ok=False)
+    assert p.returncode == 2 and ("truncated" in p.stderr or "checksum" in p.stderr)
+
+
+def test_image_modes_warn_when_information_is_dropped(tmp_path):
+    from jaxlic.io import read_image
+    rgba = np.random.default_rng(1).integers(0, 256, (5, 6, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    with pytest.warns(UserWarning, match="alpha"):
+        out = read_image(str(tmp_path / "a.png"))
+    np.testing.assert_array_equal(out, rgba[..., :3])
+    g16 = (np.arange(30, dtype=np.uint16).reshape(5, 6) * 2000)
+    Image.fromarray(g16).save(tmp_path / "g.png")
+    with pytest.warns(UserWarning, match="8 bits"):
+        out = read_image(str(tmp_path / "g.png"))
+    np.testing.assert_array_equal(out[..., 0], np.round(g16 / 65535 * 255).astype(np.uint8))
+    Image.fromarray(rgba[..., :3]).convert("P").save(tmp_path / "p.png")
+    with pytest.warns(UserWarning, match="palette"):
+        assert read_image(str(tmp_path / "p.png")).shape == (5, 6, 3)
+    Image.fromarray(rgba[..., 0], "L").save(tmp_path / "l.png")
+    np.testing.assert_array_equal(read_image(str(tmp_path / "l.png")), np.repeat(rgba[..., :1], 3, -1))

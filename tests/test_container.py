@@ -1,0 +1,96 @@
+"""The .jlc container: 1000 corrupted or truncated files each end in a clear error, never garbage."""
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from helpers import converted
+from jaxlic.codec import Codec, DecodeError
+from jaxlic.coding.container import MAGIC, Container, ContainerError, read_container, write_container
+
+
+@pytest.fixture(scope="module")
+def codec_and_file():
+    name, config, model, variables, _, out = converted("mbt2018_mean", precision=None)
+    codec = Codec(name, model, variables, model.build_tables(variables), config)
+    img = np.random.default_rng(0).integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    return codec, codec.compress(img)
+
+
+def test_round_trip_fields():
+    c = Container("m", "abc", "constriction", (5, 7), {"y": [1, 2, 3]}, [b"xy", b"", b"z"], "w")
+    r = read_container(write_container(c))
+    assert (r.model, r.config_hash, r.coder, r.image_size, r.shapes, r.streams, r.weights_hash) == \
+        ("m", "abc", "constriction", (5, 7), {"y": [1, 2, 3]}, [b"xy", b"", b"z"], "w")
+
+
+def _corruptions(data: bytes, n: int, rng):
+    kinds = ["flip", "flips", "truncate", "random", "magic", "version", "bytes", "append"]
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        b = bytearray(data)
+        if kind == "flip":
+            p = rng.integers(len(b) * 8)
+            b[p // 8] ^= 1 << (p % 8)
+        elif kind == "flips":
+            for p in rng.integers(0, len(b) * 8, rng.integers(2, 20)):
+                b[p // 8] ^= 1 << (p % 8)
+        elif kind == "truncate":
+            b = b[:rng.integers(0, len(b))]
+        elif kind == "random":
+            b = bytearray(rng.integers(0, 256, rng.integers(0, 2 * len(b)), dtype=np.uint8).tobytes())
+            if i % 16 == 2:
+                b[:4] = MAGIC  # random bytes behind a valid magic
+        elif kind == "magic":
+            b[rng.integers(0, 4)] ^= 0xFF
+        elif kind == "version":
+            b[4] = int(rng.integers(2, 256))
+        elif kind == "bytes":
+            p = rng.integers(0, len(b), rng.integers(1, 8))
+            for q in p:
+                b[q] = (b[q] + int(rng.integers(1, 256))) % 256
+        elif kind == "append":
+            b += rng.integers(0, 256, rng.integers(1, 10), dtype=np.uint8).tobytes()
+        if bytes(b) != data:
+            yield kind, bytes(b)
+
+
+def test_thousand_corruptions_give_clear_errors(codec_and_file):
+    codec, data = codec_and_file
+    rng = np.random.default_rng(1)
+    seen = {}
+    for kind, bad in _corruptions(data, 1000, rng):
+        with pytest.raises((ContainerError, DecodeError)) as e:
+            codec.decompress(bad)
+        msg = str(e.value)
+        assert msg and "Traceback" not in msg
+        seen.setdefault(kind, set()).add(msg.split(":")[0][:40])
+    assert len(seen) == 8
+    assert any("unsupported jaxlic format version" in m for m in seen["version"])
+    assert any("not a jaxlic file" in m for m in seen["magic"])
+
+
+def _reseal(header: dict, payload: bytes) -> bytes:
+    h = json.dumps(header).encode()
+    body = struct.pack("<4sBI", MAGIC, 1, len(h)) + h + payload
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_valid_checksum_but_wrong_content(codec_and_file):
+    codec, data = codec_and_file
+    c = read_container(data)
+    payload = b"".join(c.streams)
+    cases = {
+        "written by model": {**c.header(), "model": "other-model"},
+        "another configuration": {**c.header(), "config_hash": "0" * 16},
+        "other weights": {**c.header(), "weights_hash": "1" * 16},
+        "latent layout": {**c.header(), "image_size": [c.image_size[0] + 64, c.image_size[1]]},
+        "not available": {**c.header(), "coder": "lzma"},
+        "payload bytes": {**c.header(), "streams": [1, 2]},
+        "malformed header": {k: v for k, v in c.header().items() if k != "shapes"},
+    }
+    for expected, header in cases.items():
+        with pytest.raises((ContainerError, DecodeError), match=expected):
+            codec.decompress(_reseal(header, payload))

@@ -1,0 +1,131 @@
+"""Layers against direct (loop) definitions of the PyTorch operations."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlic.entropy.bounds import lower_bound
+from jaxlic.layers import GDN, Conv, ConvTranspose, SubpelConv, pixel_shuffle
+
+
+def torch_conv2d(x, w, b, stride, pad):
+    """NCHW / (O, I, k, k) cross-correlation with zero padding, as torch.nn.functional.conv2d."""
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    n, c, h, wd = x.shape
+    o, _, k, _ = w.shape
+    oh, ow = (h - k) // stride + 1, (wd - k) // stride + 1
+    out = np.zeros((n, o, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
+            out[:, :, i, j] = np.einsum("ncij,ocij->no", patch, w)
+    return out + b[None, :, None, None]
+
+
+def torch_conv_transpose2d(x, w, b, stride, pad, out_pad):
+    """ConvTranspose2d by its scatter definition: out[i*s - p + k] += x[i] * w[k]; w is (I, O, k, k)."""
+    n, c, h, wd = x.shape
+    _, o, k, _ = w.shape
+    oh, ow = (h - 1) * stride - 2 * pad + k + out_pad, (wd - 1) * stride - 2 * pad + k + out_pad
+    full = np.zeros((n, o, (h - 1) * stride + k + out_pad, (wd - 1) * stride + k + out_pad))
+    for i in range(h):
+        for j in range(wd):
+            full[:, :, i * stride:i * stride + k, j * stride:j * stride + k] += np.einsum("nc,cokl->nokl", x[:, :, i, j], w)
+    return full[:, :, pad:pad + oh, pad:pad + ow] + b[None, :, None, None]
+
+
+@pytest.mark.parametrize("k,stride,size", [(5, 2, (7, 6)), (3, 1, (5, 4)), (3, 2, (6, 5)), (1, 2, (4, 4))])
+def test_conv_matches_torch_definition(k, stride, size):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3) + size)
+    layer = Conv(4, k, stride, padding=None if k > 1 else 0)
+    v = layer.init(jax.random.key(0), jnp.zeros((2,) + size + (3,)))
+    w = rng.normal(size=(4, 3, k, k))
+    b = rng.normal(size=4)
+    v = {"params": {"kernel": jnp.asarray(w.transpose(2, 3, 1, 0), jnp.float32), "bias": jnp.asarray(b, jnp.float32)}}
+    got = layer.apply(v, jnp.asarray(x.transpose(0, 2, 3, 1), jnp.float32))
+    ref = torch_conv2d(x, w, b, stride, k // 2 if k > 1 else 0)
+    np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,stride,pad,out_pad,size", [(5, 2, 2, 1, (4, 3)), (3, 2, 1, 1, (3, 5)), (5, 2, 2, 1, (1, 1)),
+                                                       (4, 2, 1, 0, (3, 3)), (3, 3, 1, 2, (2, 3))])
+def test_conv_transpose_matches_torch_definition(k, stride, pad, out_pad, size):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 3) + size)
+    w = rng.normal(size=(3, 4, k, k))
+    b = rng.normal(size=4)
+    layer = ConvTranspose(4, k, stride, pad, out_pad)
+    v = {"params": {"kernel": jnp.asarray(w.transpose(2, 3, 0, 1), jnp.float32), "bias": jnp.asarray(b, jnp.float32)}}
+    got = layer.apply(v, jnp.asarray(x.transpose(0, 2, 3, 1), jnp.float32))
+    ref = torch_conv_transpose2d(x, w, b, stride, pad, out_pad)
+    assert got.shape == (2,) + ref.shape[2:] + (4,)
+    np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_transpose_gradients_match_lax_definition():
+    """The phase form must have the same gradients as the textbook transposed convolution."""
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(2, 5, 6, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(5, 5, 3, 4)), jnp.float32)
+    layer = ConvTranspose(4, 5, 2, use_bias=False)
+
+    def ours(kernel, x):
+        return jnp.sum(jnp.sin(layer.apply({"params": {"kernel": kernel}}, x)))
+
+    def textbook(kernel, x):  # dilate by the stride, pad k-1-p (+ output padding), flipped kernel
+        y = jax.lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1), ((2, 3), (2, 3)), lhs_dilation=(2, 2),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(jnp.sin(y))
+
+    for a, b in zip(jax.grad(ours, (0, 1))(kernel, x), jax.grad(textbook, (0, 1))(kernel, x)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_pixel_shuffle_is_pytorch_order():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1, 3, 4, 12)).astype(np.float32)  # NHWC, C = 3 * 2 * 2
+    got = np.asarray(pixel_shuffle(jnp.asarray(x), 2))
+    for c in range(3):
+        for dy in range(2):
+            for dx in range(2):
+                np.testing.assert_array_equal(got[0, dy::2, dx::2, c], x[0, :, :, c * 4 + 2 * dy + dx])
+
+
+def test_subpel_conv_shape_and_values():
+    layer = SubpelConv(5)
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(1, 3, 4, 2)), jnp.float32)
+    v = layer.init(jax.random.key(0), x)
+    inner = Conv(20, 3).apply({"params": v["params"]["conv"]}, x)
+    np.testing.assert_array_equal(layer.apply(v, x), pixel_shuffle(inner, 2))
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_matches_formula_with_reparametrisation(inverse):
+    rng = np.random.default_rng(5)
+    c = 4
+    beta_raw = rng.uniform(0.5, 1.5, c)
+    gamma_raw = rng.uniform(-0.01, 0.3, (c, c))  # some entries below the 2^-18 bound
+    x = rng.normal(size=(2, 3, 3, c))
+    beta = np.maximum(beta_raw, np.sqrt(1e-6 + 2.0 ** -36)) ** 2 - 2.0 ** -36
+    gamma = np.maximum(gamma_raw, 2.0 ** -18) ** 2 - 2.0 ** -36
+    norm = beta + np.einsum("bhwj,ij->bhwi", x ** 2, gamma)
+    ref = x * np.sqrt(norm) if inverse else x / np.sqrt(norm)
+    v = {"params": {"beta": jnp.asarray(beta_raw, jnp.float32), "gamma": jnp.asarray(gamma_raw, jnp.float32)}}
+    got = GDN(inverse=inverse).apply(v, jnp.asarray(x, jnp.float32))
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_gdn_init_is_compressai_init():
+    v = GDN().init(jax.random.key(0), jnp.zeros((1, 2, 2, 3)))
+    np.testing.assert_allclose(v["params"]["beta"], np.sqrt(1 + 2.0 ** -36), rtol=1e-7)
+    np.testing.assert_allclose(v["params"]["gamma"], np.sqrt(0.1 * np.eye(3) + 2.0 ** -36), rtol=1e-6)
+
+
+def test_lower_bound_straight_through_gradient():
+    x = jnp.array([0.5, 2.0, 0.5, 2.0])
+    # d/dx of sum(w * lower_bound(x, 1)): below the bound the gradient passes only when it pushes x up (w < 0).
+    w = jnp.array([1.0, 1.0, -1.0, -1.0])
+    g = jax.grad(lambda x: jnp.sum(w * lower_bound(x, 1.0)))(x)
+    np.testing.assert_array_equal(g, [0.0, 1.0, -1.0, -1.0])
+    np.testing.assert_array_equal(lower_bound(x, 1.0), [1.0, 2.0, 1.0, 2.0])
