@@ -1,0 +1,141 @@
+"""Per-layer forward and gradient times, JAX (jitted) vs the same layer in PyTorch when torch is installed.
+
+    python benchmarks/layers.py [--repeat 5] [--json OUT.json] [--threads 2]
+
+Guards against regressions onto XLA:CPU's slow paths (docs/XLA_CPU.md): the transposed convolution is also
+timed in its textbook form (lax.conv_transpose) to show what the phase form avoids.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlic.layers import GDN, Conv, ConvTranspose, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, SubpelConv
+
+
+class TextbookConvTranspose:
+    """flax.linen.ConvTranspose-style: lax.conv_transpose (the slow kernel gradient on XLA:CPU)."""
+
+    def __init__(self, features):
+        self.features = features
+
+    def init(self, key, x):
+        return {"params": {"kernel": jax.random.normal(key, (5, 5, x.shape[-1], self.features)) * 0.05}}
+
+    def apply(self, v, x):
+        y = jax.lax.conv_transpose(x, v["params"]["kernel"], (2, 2), ((2, 3), (2, 3)),
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y
+
+
+def _time(fn, *args, repeat):
+    jax.block_until_ready(fn(*args))
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(ts)
+
+
+def cases():
+    B = 4
+    return [
+        ("conv5x5 s2 128->128", lambda: Conv(128, 5, 2), (B, 64, 64, 128), "conv", dict(k=5, s=2, p=2)),
+        ("conv3x3 128", lambda: Conv(128, 3, 1), (B, 64, 64, 128), "conv", dict(k=3, s=1, p=1)),
+        ("convT5x5 s2 128 (phase form)", lambda: ConvTranspose(128), (B, 32, 32, 128), "deconv", {}),
+        ("convT5x5 s2 128 (lax.conv_transpose)", lambda: TextbookConvTranspose(128), (B, 32, 32, 128), None, {}),
+        ("subpel3x3 r2 128", lambda: SubpelConv(128), (B, 32, 32, 128), "subpel", {}),
+        ("GDN 128", lambda: GDN(), (B, 64, 64, 128), "gdn", {}),
+        ("IGDN 128", lambda: GDN(inverse=True), (B, 64, 64, 128), "igdn", {}),
+        ("ResidualBlock 128", lambda: ResidualBlock(128), (B, 64, 64, 128), None, {}),
+        ("ResidualBlockWithStride 128", lambda: ResidualBlockWithStride(128), (B, 64, 64, 128), None, {}),
+        ("ResidualBlockUpsample 128", lambda: ResidualBlockUpsample(128), (B, 32, 32, 128), None, {}),
+    ]
+
+
+def torch_case(kind, shape, opts):
+    import torch
+    from torch import nn
+    b, h, w, c = shape
+    if kind == "conv":
+        m = nn.Conv2d(c, c, opts["k"], opts["s"], opts["p"])
+    elif kind == "deconv":
+        m = nn.ConvTranspose2d(c, c, 5, 2, 2, 1)
+    elif kind == "subpel":
+        m = nn.Sequential(nn.Conv2d(c, 4 * c, 3, 1, 1), nn.PixelShuffle(2))
+    elif kind in ("gdn", "igdn"):
+        class G(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.beta = nn.Parameter(torch.ones(c))
+                self.gamma = nn.Parameter(0.1 * torch.eye(c))
+
+            def forward(self, x):
+                n = nn.functional.conv2d(x * x, self.gamma[:, :, None, None], self.beta)
+                return x * (torch.sqrt(n) if kind == "igdn" else torch.rsqrt(n))
+        m = G()
+    else:
+        return None
+    x = torch.randn(b, c, h, w, requires_grad=True)
+
+    def fwd():
+        with torch.no_grad():
+            m(x)
+
+    def grad():
+        m.zero_grad()
+        x.grad = None
+        m(x).square().sum().backward()
+    return fwd, grad
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default="benchmarks/layers.json")
+    p.add_argument("--skip-textbook", action="store_true", help="skip the slow lax.conv_transpose reference")
+    args = p.parse_args(argv)
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+
+    rows = []
+    for name, make, shape, tkind, opts in cases():
+        if args.skip_textbook and "lax.conv_transpose" in name:
+            continue
+        layer = make()
+        x = jax.random.normal(jax.random.key(0), shape)
+        v = layer.init(jax.random.key(1), x)
+        fwd = jax.jit(layer.apply)
+        grad = jax.jit(jax.grad(lambda v, x: jnp.sum(jnp.square(layer.apply(v, x))), argnums=(0, 1)))
+        row = {"layer": name, "input": list(shape), "jax_forward_ms": _time(fwd, v, x, repeat=args.repeat),
+               "jax_grad_ms": _time(grad, v, x, repeat=args.repeat)}
+        if torch is not None and tkind:
+            tf, tg = torch_case(tkind, shape, opts)
+            row["torch_forward_ms"] = _time(lambda: tf(), repeat=args.repeat)
+            row["torch_grad_ms"] = _time(lambda: tg(), repeat=args.repeat)
+        rows.append(row)
+        print(_fmt(row), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"jax": jax.__version__, "rows": rows}, f, indent=1)
+
+
+def _fmt(r):
+    t = lambda k: f"{r[k]:9.1f}" if k in r else f"{'-':>9s}"
+    return (f"{r['layer']:40s} fwd {t('jax_forward_ms')} ms (torch {t('torch_forward_ms')})   "
+            f"grad {t('jax_grad_ms')} ms (torch {t('torch_grad_ms')})")
+
+
+if __name__ == "__main__":
+    main()
