@@ -90,7 +90,8 @@ def cmd_info(args):
 def cmd_init(args):
     import jax
     from jaxlic.export import init_variables, save_model
-    config = _parse_config(args.config)
+    from jaxlic.models import get_spec
+    config = {**get_spec(args.model).defaults, **_parse_config(args.config)}
     model, variables, tables = init_variables(args.model, config, jax.random.key(args.seed))
     save_model(args.output, args.model, config, variables, tables)
     print(f"wrote {args.output}: {args.model} {config} with random weights (seed {args.seed})")

@@ -20,7 +20,7 @@ def read_image(path: str) -> np.ndarray:
             img = im.copy()
     except FileNotFoundError:
         raise ImageReadError(f"no such file: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"cannot read {path} as an image: {e}") from None
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):

@@ -1,5 +1,6 @@
 """The command line: real files, two processes, bad input reported in one clear line."""
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -96,3 +97,32 @@ def test_image_modes_warn_when_information_is_dropped(tmp_path):
         assert read_image(str(tmp_path / "p.png")).shape == (5, 6, 3)
     Image.fromarray(rgba[..., 0], "L").save(tmp_path / "l.png")
     np.testing.assert_array_equal(read_image(str(tmp_path / "l.png")), np.repeat(rgba[..., :1], 3, -1))
+
+
+def test_eval_writes_compressai_results(tmp_path, checkpoint):
+    import json
+    rng = np.random.default_rng(2)
+    imgs = {}
+    for i, size in enumerate([(40, 50), (17, 64)]):
+        imgs[f"im{i}.png"] = rng.integers(0, 256, size + (3,), dtype=np.uint8)
+        Image.fromarray(imgs[f"im{i}.png"]).save(tmp_path / f"im{i}.png")
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "eval.py", "--checkpoint", checkpoint[0], "--images", tmp_path, "--out", out],
+                       capture_output=True, text=True, cwd=pathlib.Path(__file__).resolve().parents[1], timeout=300)
+    assert p.returncode == 0, p.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["name"] == "mbt2018-mean"
+    import csv
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    from jaxlic.codec import Codec
+    from jaxlic.evaluation.rd import psnr
+    from jaxlic.export import load_model
+    name, config, model, variables, tables = load_model(str(checkpoint[0]))
+    codec = Codec(name, model, variables, tables, config)
+    for r in rows:
+        img = imgs[r["image"]]
+        data = codec.compress(img)
+        assert int(r["bytes"]) == len(data)
+        assert abs(float(r["bpp"]) - 8 * len(data) / (img.shape[0] * img.shape[1])) < 1e-9
+        assert abs(float(r["psnr-rgb"]) - psnr(img, codec.decompress(data))) < 1e-9
+    assert abs(res["results"]["bpp"][0] - np.mean([float(r["bpp"]) for r in rows])) < 1e-9
