@@ -45,6 +45,16 @@ def _check(symbols: np.ndarray | None, indexes: np.ndarray, table: CodingTable):
     return symbols, indexes
 
 
+def _groups(indexes: np.ndarray):
+    """A stable sort by table index and the (index, start, end) runs of the sorted order."""
+    order = np.argsort(indexes, kind="stable")
+    sorted_idx = indexes[order]
+    bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
+    starts = np.concatenate([[0], bounds]).astype(int)
+    ends = np.concatenate([bounds, [len(order)]]).astype(int)
+    return order, [(int(sorted_idx[s]), s, e) for s, e in zip(starts, ends) if e > s]
+
+
 class ConstrictionCoder:
     """constriction's range coder (Rust). Symbols are coded grouped by table, in table order, which lets
     each group go through one vectorised call with a fixed categorical model; the decoder knows the
@@ -76,17 +86,12 @@ class ConstrictionCoder:
         escape = (table.cdf_length[indexes] - 2).astype(np.int64)
         is_esc = (values < 0) | (values >= escape)
         coded = np.where(is_esc, escape, values).astype(np.int32)
-        order = np.argsort(indexes, kind="stable")
-        sorted_idx = indexes[order]
-        bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
-        starts = np.concatenate([[0], bounds])
-        ends = np.concatenate([bounds, [len(order)]])
+        order, groups = _groups(indexes)
         models = self._models(table)
         enc = self._cs.queue.RangeEncoder()
         coded = coded[order]
-        for s, e in zip(starts, ends):
-            if e > s:
-                enc.encode(coded[s:e], models[sorted_idx[s]])
+        for i, s, e in groups:
+            enc.encode(coded[s:e], models[i])
         if is_esc.any():
             self._encode_escapes(enc, values[order][is_esc[order]])
         return enc.get_compressed().tobytes()
@@ -111,18 +116,13 @@ class ConstrictionCoder:
         if len(buf) % 4:
             raise CodingError("constriction stream length is not a multiple of 4 bytes")
         dec = self._cs.queue.RangeDecoder(np.frombuffer(buf, np.uint32).copy())
-        order = np.argsort(indexes, kind="stable")
-        sorted_idx = indexes[order]
-        bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
-        starts = np.concatenate([[0], bounds])
-        ends = np.concatenate([bounds, [len(order)]])
+        order, groups = _groups(indexes)
         models = self._models(table)
         coded = np.empty(len(order), np.int64)
         try:
-            for s, e in zip(starts, ends):
-                if e > s:
-                    coded[s:e] = dec.decode(models[sorted_idx[s]], int(e - s))
-            escape = (table.cdf_length[sorted_idx] - 2).astype(np.int64)
+            for i, s, e in groups:
+                coded[s:e] = dec.decode(models[i], e - s)
+            escape = (table.cdf_length[indexes[order]] - 2).astype(np.int64)
             is_esc = coded == escape
             if is_esc.any():
                 coded[is_esc] = self._decode_escapes(dec, int(is_esc.sum()))
