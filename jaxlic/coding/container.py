@@ -41,24 +41,17 @@ class Container:
     image_size: tuple[int, int]
     shapes: dict[str, list[int]]
     streams: list[bytes]
-    weights_hash: str = ""
+    weights_hash: str
     version: int = FORMAT_VERSION
 
-    def header(self) -> dict:
-        return {"model": self.model, "config_hash": self.config_hash, "weights_hash": self.weights_hash,
-                "coder": self.coder,
-                "image_size": list(self.image_size), "shapes": self.shapes,
-                "streams": [len(s) for s in self.streams]}
-
     def describe(self) -> str:
-        h = self.header()
-        payload = sum(h["streams"])
+        lengths = [len(s) for s in self.streams]
         lines = [f"format version : {self.version}", f"model          : {self.model}",
                  f"config hash    : {self.config_hash}", f"weights hash   : {self.weights_hash}",
                  f"coder          : {self.coder}",
                  f"image size     : {self.image_size[0]} x {self.image_size[1]} (H x W)",
                  f"latent shapes  : " + ", ".join(f"{k} {tuple(v)}" for k, v in self.shapes.items()),
-                 f"streams        : {len(self.streams)} ({payload} bytes): {h['streams']}"]
+                 f"streams        : {len(self.streams)} ({sum(lengths)} bytes): {lengths}"]
         return "\n".join(lines)
 
 
