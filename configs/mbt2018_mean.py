@@ -1,0 +1,66 @@
+"""Mean-scale hyperprior (CompressAI mbt2018-mean layout), MSE-optimised.
+
+Train (this config, default lambda, full size; CompressAI's recipe):
+    python train.py --config configs/mbt2018_mean.py:lmbda=0.0130 --workdir out/mbt_0130
+Quick local run (small crops and steps, 2-core CPU):
+    python train.py --config configs/mbt2018_mean.py:runlocal --workdir out/mbt_local
+Tiny (tests): ``configs/mbt2018_mean.py:tiny``.
+
+Hardware, wall time and results of trained runs are recorded in README.md's results table.
+"""
+import os
+
+from jaxlic.training.config import parse_arg
+
+SHARED = os.environ.get("JAXLIC_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+
+
+def get_config(arg=None):
+    a = parse_arg(arg, lmbda=0.0130, runlocal=False, tiny=False, N=128, M=192, loss="mse")
+    import ml_collections
+    c = ml_collections.ConfigDict()
+    c.model = "mbt2018-mean"
+    c.model_config = dict(N=a.N, M=a.M)
+    c.seed = 0
+
+    c.loss = a.loss          # "mse": lmbda * 255^2 * MSE + bpp; "ms-ssim": lmbda * (1 - MS-SSIM) + bpp
+    c.lmbda = a.lmbda
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "folder"  # a local folder of images
+    c.data.paths = (os.path.join(SHARED, "datasets", "bsds500", "train"),
+                    os.path.join(SHARED, "datasets", "bsds500", "test"))
+    c.data.crop = 256
+    c.data.flip = True
+    c.data.small = "pad"      # images smaller than the crop: "pad" (edge) or "skip"
+    c.batch_size = 8          # global batch, split over devices and hosts
+
+    c.total_steps = 1_000_000
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 1e-4
+    c.optim.warmup_steps = 0
+    c.optim.decay_steps = (900_000,)  # learning rate x0.1 at each
+    c.optim.clip_norm = 1.0
+    c.optim.aux_lr = 1e-3             # the factorized prior's quantiles (aux loss), own Adam
+
+    c.mesh = (("data", -1),)
+    c.log_every = 100
+    c.ckpt_every = 5000
+    c.keep = 3
+
+    if a.runlocal:
+        c.data.crop = 128
+        c.batch_size = 4
+        c.total_steps = 2000
+        c.optim.decay_steps = (1800,)
+        c.log_every = 50
+        c.ckpt_every = 500
+    if a.tiny:
+        c.model_config = dict(N=8, M=12)
+        c.data.crop = 64
+        c.batch_size = 2
+        c.total_steps = 3
+        c.optim.decay_steps = (2,)
+        c.log_every = 1
+        c.ckpt_every = 2
+    return c

@@ -1,0 +1,1 @@
+"""Training input: grain pipelines with per-host sharding and checkpointable iterators."""

@@ -1,0 +1,1 @@
+"""Training: losses, optimizers, the jitted step, sharding, checkpoints (logic behind ``train.py``)."""

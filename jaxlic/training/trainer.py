@@ -1,0 +1,237 @@
+"""The training loop: one jitted, donated step over a data-parallel mesh, orbax checkpoints with the data
+iterator's state, automatic resume, save on SIGTERM, and a frozen-table model export at the end."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import traverse_util
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm import tqdm
+
+from jaxlic.data.folder import folder_dataset
+from jaxlic.export import save_model
+from jaxlic.models import get_spec
+from jaxlic.training.losses import rd_loss
+
+log = logging.getLogger(__name__)
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    constants: Any
+    opt_state: Any
+    rng: jax.Array  # raw uint32 key, checkpointable
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def make_mesh(spec) -> Mesh:
+    names = [n for n, _ in spec]
+    sizes = [s for _, s in spec]
+    devices = np.array(jax.devices())
+    if sizes.count(-1) > 1:
+        raise ValueError(f"mesh {spec}: at most one axis may be -1")
+    known = math.prod(s for s in sizes if s != -1)
+    sizes = [devices.size // known if s == -1 else s for s in sizes]
+    if math.prod(sizes) != devices.size:
+        raise ValueError(f"mesh {spec} does not fit {devices.size} devices")
+    return Mesh(devices.reshape(sizes), names)
+
+
+def _labels(params):
+    """'aux' for the factorized prior's quantiles (trained by the aux loss with their own Adam), else 'main'."""
+    flat = traverse_util.flatten_dict(params)
+    return traverse_util.unflatten_dict({k: "aux" if k[-1] == "quantiles" else "main" for k in flat})
+
+
+def make_optimizer(c: ml_collections.ConfigDict):
+    o = c.optim
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, o.lr, max(o.warmup_steps, 1)),
+         optax.piecewise_constant_schedule(o.lr, {int(s) - o.warmup_steps: 0.1 for s in o.decay_steps})],
+        [o.warmup_steps]) if o.warmup_steps else optax.piecewise_constant_schedule(
+        o.lr, {int(s): 0.1 for s in o.decay_steps})
+    main = optax.chain(optax.clip_by_global_norm(o.clip_norm), optax.adam(schedule)) if o.clip_norm else optax.adam(schedule)
+    return optax.multi_transform({"main": main, "aux": optax.adam(o.aux_lr)}, _labels), schedule
+
+
+class Trainer:
+    def __init__(self, c: ml_collections.ConfigDict, workdir: str):
+        self.c, self.workdir = c, workdir
+        self.spec = get_spec(c.model)
+        self.model = self.spec.build(**dict(c.model_config))
+        self.mesh = make_mesh(c.mesh)
+        self.tx, self.schedule = make_optimizer(c)
+        n_dev = self.mesh.devices.size
+        if c.batch_size % n_dev or c.batch_size % jax.process_count():
+            raise ValueError(f"batch_size {c.batch_size} must divide over {n_dev} devices and "
+                             f"{jax.process_count()} processes")
+        self.local_batch = c.batch_size // jax.process_count()
+        self.batch_sharding = NamedSharding(self.mesh, P("data"))
+        self.replicated = NamedSharding(self.mesh, P())
+        self._step = jax.jit(self._train_step, donate_argnums=(0,),
+                             in_shardings=(self.replicated, self.batch_sharding),
+                             out_shardings=(self.replicated, self.replicated))
+
+    # --- state -------------------------------------------------------------------------------------
+    def init_state(self) -> TrainState:
+        c = self.c
+        x = jnp.zeros((1, c.data.crop, c.data.crop, 3), jnp.float32)
+
+        def init(rng):
+            variables = self.model.init(rng, x)
+            params = variables["params"]
+            constants = {k: v for k, v in variables.items() if k != "params"}
+            return TrainState(jnp.zeros((), jnp.int32), params, constants, self.tx.init(params),
+                              jax.random.PRNGKey(c.seed + 1))
+
+        abstract = jax.eval_shape(init, jax.random.PRNGKey(c.seed))
+        shardings = jax.tree_util.tree_map(lambda _: self.replicated, abstract)
+        return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(c.seed))
+
+    # --- the step ----------------------------------------------------------------------------------
+    def _train_step(self, state: TrainState, batch):
+        x = batch.astype(jnp.float32) / 255.0
+        rng = jax.random.fold_in(state.rng, state.step)
+
+        def loss_fn(params):
+            variables = {"params": params, **state.constants}
+            out = self.model.apply(variables, x, training=True, rng=rng)
+            loss, metrics = rd_loss(x, out, self.c.lmbda, self.c.loss)
+            aux = self.model.apply(variables, method=lambda m: m.entropy_bottleneck.aux_loss())
+            return loss + aux, {**metrics, "aux_loss": aux}
+
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        main_grads = jax.tree_util.tree_map(lambda g, l: g if l == "main" else jnp.zeros_like(g),
+                                            grads, _labels(grads))
+        metrics = {**metrics, "grad_norm": optax.tree.norm(main_grads), "lr": self.schedule(state.step)}
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def _manager(self):
+        opts = ocp.CheckpointManagerOptions(max_to_keep=self.c.keep, save_interval_steps=self.c.ckpt_every,
+                                            enable_async_checkpointing=True)
+        return ocp.CheckpointManager(os.path.abspath(os.path.join(self.workdir, "checkpoints")), options=opts)
+
+    def _meta(self):
+        return {"model": self.c.model, "model_config": dict(self.c.model_config)}
+
+    def _save(self, mngr, state, data_it, force=False):
+        return mngr.save(int(state.step), force=force, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_it.get_state()),
+            meta=ocp.args.JsonSave(self._meta())))
+
+    def _restore(self, mngr, state, data_it):
+        step = mngr.latest_step()
+        if step is None:
+            return state
+        meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if meta != self._meta():
+            raise TrainingError(f"{self.workdir} holds checkpoints of {meta}, not {self._meta()}; "
+                                "use another --workdir")
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+        r = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                       data=ocp.args.JsonRestore()))
+        data_it.set_state(r["data"])
+        log.info("resumed from step %d", step)
+        return r["state"]
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def run(self, steps: int | None = None, progress: bool = True) -> list[dict]:
+        c = self.c
+        os.makedirs(self.workdir, exist_ok=True)
+        data = folder_dataset(c.data.paths, c.data.crop, self.local_batch, c.seed, c.data.flip, c.data.small,
+                              jax.process_index(), jax.process_count())
+        data_it = iter(data)
+        state = self.init_state()
+        if jax.process_index() == 0:
+            _parameter_overview(state.params)
+        mngr = self._manager()
+        state = self._restore(mngr, state, data_it)
+        total = c.total_steps if steps is None else min(c.total_steps, int(state.step) + steps)
+        stop = {"sigterm": False}
+        old = signal.signal(signal.SIGTERM, lambda *_: stop.update(sigterm=True)) \
+            if jax.process_index() == 0 and _main_thread() else None
+        history = []
+        jsonl = open(os.path.join(self.workdir, "metrics.jsonl"), "a") if jax.process_index() == 0 else None
+        bar = tqdm(total=total, initial=int(state.step), desc="train", unit="step", disable=not progress)
+        t0, s0 = time.perf_counter(), int(state.step)
+        try:
+            while int(state.step) < total and not stop["sigterm"]:
+                local = next(data_it)
+                batch = jax.make_array_from_process_local_data(self.batch_sharding, local)
+                step = int(state.step)
+                state, metrics = self._step(state, batch)
+                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                if bad:
+                    raise TrainingError(f"non-finite {', '.join(bad)} at step {step + 1}: {metrics}")
+                metrics["step"] = step + 1
+                history.append(metrics)
+                bar.update(1)
+                if (step + 1) % c.log_every == 0 or step + 1 == total:
+                    dt = time.perf_counter() - t0
+                    rate = (step + 1 - s0) / dt
+                    metrics.update(steps_per_s=rate, images_per_s=rate * c.batch_size,
+                                   eta_s=(total - step - 1) / rate if rate else 0.0)
+                    bar.set_postfix(loss=f"{metrics['loss']:.4f}", bpp=f"{metrics['bpp']:.3f}",
+                                    psnr=f"{metrics['psnr']:.2f}")
+                    if jsonl:
+                        jsonl.write(json.dumps(metrics) + "\n")
+                        jsonl.flush()
+                self._save(mngr, state, data_it)
+            if stop["sigterm"]:
+                log.warning("SIGTERM: saving step %d and exiting", int(state.step))
+            mngr.wait_until_finished()
+            if int(state.step) not in mngr.all_steps():
+                self._save(mngr, state, data_it, force=True)
+            mngr.wait_until_finished()
+        finally:
+            bar.close()
+            if jsonl:
+                jsonl.close()
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+            mngr.close()
+        if int(state.step) >= total and jax.process_index() == 0:
+            self.export(state, os.path.join(self.workdir, "model.npz"))
+        return history
+
+    def export(self, state: TrainState, path: str) -> None:
+        """Freezes the coding tables and writes a checkpoint the CLI and eval.py use."""
+        variables = jax.device_get({"params": state.params, **state.constants})
+        save_model(path, self.c.model, dict(self.c.model_config), variables, self.model.build_tables(variables))
+        log.info("exported %s", path)
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _parameter_overview(params) -> None:
+    flat = traverse_util.flatten_dict(params)
+    total = sum(int(np.prod(v.shape)) for v in flat.values())
+    by_top = {}
+    for k, v in flat.items():
+        by_top[k[0]] = by_top.get(k[0], 0) + int(np.prod(v.shape))
+    log.info("parameters: %s total; %s", f"{total:,}", ", ".join(f"{k} {n:,}" for k, n in by_top.items()))
