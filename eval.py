@@ -3,7 +3,7 @@
     python eval.py --checkpoint M.npz [--images ../shared/datasets/kodak] [--out out/eval] [--coder constriction]
 
 Writes OUT/results.json (CompressAI format: means of bpp from file sizes, estimated bpp from likelihoods,
-PSNR-RGB of the 8-bit reconstruction, encode/decode seconds) and OUT/per_image.csv.
+PSNR-RGB and MS-SSIM of the 8-bit reconstruction, encode/decode seconds) and OUT/per_image.csv.
 """
 import argparse
 import os
@@ -34,13 +34,11 @@ def main(argv=None) -> int:
         print(f"eval.py: error: {e}", file=sys.stderr)
         return 2
     res = write_results(rows, args.out, name, f"{name} {config} from {args.checkpoint}, {args.coder} coder")
-    print(f"{'image':14s} {'bpp':>7s} {'est.bpp':>7s} {'PSNR':>7s} {'enc s':>6s} {'dec s':>6s}")
-    for r in rows:
+    print(f"{'image':14s} {'bpp':>7s} {'est.bpp':>7s} {'PSNR':>7s} {'MS-SSIM':>8s} {'enc s':>6s} {'dec s':>6s}")
+    m = {k: float("nan") if v[0] is None else v[0] for k, v in res["results"].items()}
+    for r in rows + [{"image": "mean", **m}]:
         print(f"{r['image']:14s} {r['bpp']:7.4f} {r['estimated_bpp']:7.4f} {r['psnr-rgb']:7.2f} "
-              f"{r['encoding_time']:6.2f} {r['decoding_time']:6.2f}")
-    m = res["results"]
-    print(f"{'mean':14s} {m['bpp'][0]:7.4f} {m['estimated_bpp'][0]:7.4f} {m['psnr-rgb'][0]:7.2f} "
-          f"{m['encoding_time'][0]:6.2f} {m['decoding_time'][0]:6.2f}")
+              f"{r['ms-ssim-rgb']:8.5f} {r['encoding_time']:6.2f} {r['decoding_time']:6.2f}")
     print(f"wrote {os.path.join(args.out, 'results.json')} and per_image.csv")
     return 0
 

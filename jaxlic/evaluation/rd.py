@@ -13,14 +13,10 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxlic.codec import Codec, pad_to_multiple
+from jaxlic.evaluation.metrics import ms_ssim, psnr
 from jaxlic.io import read_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(peak ** 2 / mse))
 
 
 def list_images(folder) -> list[pathlib.Path]:
@@ -49,16 +45,30 @@ def evaluate(codec: Codec, folder, coder: str = "constriction", progress: bool =
         est_bits = sum(float(-np.log2(np.asarray(l, np.float64)).sum()) for l in jax.tree_util.tree_leaves(lik))
         rows.append({"image": path.name, "height": h, "width": w, "bytes": len(data),
                      "bpp": 8 * len(data) / (h * w), "estimated_bpp": est_bits / (h * w),
-                     "psnr-rgb": psnr(img, rec), "encoding_time": t1 - t0, "decoding_time": t2 - t1})
+                     "psnr-rgb": float(psnr(img, rec)), "ms-ssim-rgb": _ms_ssim(img, rec),
+                     "encoding_time": t1 - t0, "decoding_time": t2 - t1})
     return rows
+
+
+def _ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    try:
+        return float(ms_ssim(a[None].astype(np.float32), b[None].astype(np.float32), 255.0)[0])
+    except ValueError:  # too small for 5 scales
+        return float("nan")
+
+
+def _mean(values):
+    """Mean over the images where the metric is defined; None (JSON null) where it is defined for none."""
+    v = [x for x in values if not np.isnan(x)]
+    return float(np.mean(v)) if v else None
 
 
 def write_results(rows: list[dict], out_dir, name: str, description: str) -> dict:
     """CompressAI-style results JSON (means over images) and a per-image CSV."""
     os.makedirs(out_dir, exist_ok=True)
-    keys = ["bpp", "estimated_bpp", "psnr-rgb", "encoding_time", "decoding_time"]
+    keys = ["bpp", "estimated_bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"]
     results = {"name": name, "description": description,
-               "results": {k: [float(np.mean([r[k] for r in rows]))] for k in keys}}
+               "results": {k: [_mean([r[k] for r in rows])] for k in keys}}
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     with open(os.path.join(out_dir, "per_image.csv"), "w", newline="") as f:
