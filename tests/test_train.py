@@ -93,3 +93,33 @@ def test_eight_devices_match_one(images, tmp_path):
     assert out[1]["devices"] == 1 and out[8]["devices"] == 8
     np.testing.assert_allclose(out[8]["loss"], out[1]["loss"], rtol=1e-5)
     np.testing.assert_allclose(out[8]["bpp"], out[1]["bpp"], rtol=1e-5)
+
+
+def test_sigkill_resumes_from_last_committed_checkpoint(images, tmp_path):
+    """A run killed with SIGKILL mid-training leaves only complete checkpoints and resumes from the newest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    wd = tmp_path / "w"
+    cmd = [sys.executable, str(ROOT / "train.py"), f"--config={ROOT / 'configs' / 'mbt2018_mean.py'}:tiny",
+           f"--config.data.paths=('{images}',)", "--config.total_steps=400", "--config.ckpt_every=3",
+           f"--workdir={wd}"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            steps = [d for d in (wd / "checkpoints").glob("*") if d.name.isdigit()] if (wd / "checkpoints").exists() else []
+            if len(steps) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(steps) >= 2, "no checkpoints written in time"
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.wait()
+    committed = sorted(int(d.name) for d in (wd / "checkpoints").iterdir() if d.name.isdigit())
+    c = tiny(images, total_steps=committed[-1] + 1, ckpt_every=3)
+    history = Trainer(c, str(wd)).run(progress=False)  # restores the newest committed step, then one more
+    assert [h["step"] for h in history] == [committed[-1] + 1]
