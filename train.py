@@ -8,14 +8,20 @@ Resumes automatically from the newest checkpoint in --workdir; writes metrics.js
 model.npz (weights + frozen coding tables) for the CLI and eval.py.
 """
 import logging
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/mbt2018_mean.py:runlocal")
 flags.DEFINE_string("workdir", None, "where checkpoints, metrics and the exported model go")
-flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() first (one process per host)")
+flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() first (one process per host); on TPU "
+                  "pods, SLURM and Kubernetes it finds its peers, elsewhere give the three flags below")
+flags.DEFINE_string("coordinator", None, "multihost: address:port of process 0")
+flags.DEFINE_integer("num_processes", None, "multihost: how many processes")
+flags.DEFINE_integer("process_id", None, "multihost: this process's index")
 flags.DEFINE_integer("steps", None, "stop after this many more steps (default: the config's total_steps)")
+flags.DEFINE_string("history", None, "write every step's metrics (this process's view) to this JSON file")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -24,13 +30,24 @@ def main(argv):
     del argv
     import jax
     if FLAGS.multihost:
-        jax.distributed.initialize()
+        # CPU-only processes need a cross-process collectives backend; GPU and TPU ignore this
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every checkpoint step at INFO
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("jaxlic").setLevel(logging.INFO)
-    from jaxlic.training.trainer import Trainer
-    Trainer(FLAGS.config, FLAGS.workdir).run(steps=FLAGS.steps)
+    from jaxlic.errors import USER_ERRORS
+    from jaxlic.training.trainer import Trainer, TrainingError
+    try:
+        history = Trainer(FLAGS.config, FLAGS.workdir).run(steps=FLAGS.steps)
+    except (TrainingError, *USER_ERRORS) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if FLAGS.history:
+        import json
+        with open(FLAGS.history, "w") as f:
+            json.dump(history, f)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``jaxlic compress|decompress|info|convert|init``."""
+"""``jaxlic compress|decompress|info|convert|init|build-dataset|export``."""
 from __future__ import annotations
 
 import argparse
@@ -33,19 +33,15 @@ def _parse_config(s: str | None) -> dict:
 def _codec(args):
     from jaxlic.codec import Codec
     from jaxlic.export import load_model
-    path = args.checkpoint or default_checkpoint()
+    from jaxlic import assets
+    path = assets.resolve(args.checkpoint)
     if path is None:
-        raise ValueError("no default model is installed yet; pass --checkpoint FILE "
-                         "(make one with 'jaxlic convert' or 'jaxlic init')")
+        raise ValueError(f"the default model ({assets.path(assets.DEFAULT)}) is not installed; pass --checkpoint "
+                         "FILE (make one with 'jaxlic convert', 'jaxlic init' or train.py)")
     name, config, model, variables, tables = load_model(path)
     if args.model and args.model != name:
         raise ValueError(f"--model {args.model} but {path} holds a {name} checkpoint")
     return Codec(name, model, variables, tables, config)
-
-
-def default_checkpoint() -> str | None:
-    here = os.path.join(os.path.dirname(__file__), "assets", "default.npz")
-    return here if os.path.exists(here) else None
 
 
 def cmd_compress(args):
@@ -123,14 +119,49 @@ def cmd_convert(args):
           f"tables {'from the checkpoint' if args.tables == 'checkpoint' else 'rebuilt'}")
 
 
+def cmd_build_dataset(args):
+    from jaxlic.data.tfds_images import build
+    folders = {}
+    for item in args.split:
+        split, eq, d = item.partition("=")
+        if not eq or not split or not d:
+            raise ValueError(f"--split {item!r}: expected SPLIT=DIR")
+        folders.setdefault(split, []).append(d)
+    name = build(args.name, folders, os.path.expanduser(args.data_dir))
+    print(f"wrote {name} to {args.data_dir}: splits {sorted(folders)}; train with --config.data.source=tfds "
+          f"--config.data.name={name} --config.data.data_dir={args.data_dir}")
+
+
+def cmd_export(args):
+    import jax
+    from jaxlic.export import load_model, round_to_half, save_model
+    if os.path.isdir(args.source):
+        from jaxlic.training.trainer import TrainingError, export_workdir
+        try:
+            path, step = export_workdir(args.source, args.output, args.step, args.best, args.half)
+        except TrainingError as e:
+            raise ValueError(str(e)) from None
+        print(f"wrote {path} from {'the best' if args.best else 'step'} {step} of {args.source}"
+              + (" (best by validation loss)" if args.best else ""))
+        return
+    name, config, model, variables, tables = load_model(args.source)
+    if args.half:
+        variables = round_to_half(variables)
+        tables = model.build_tables(jax.device_get(variables))
+    save_model(args.output, name, config, variables, tables, half=args.half)
+    print(f"wrote {args.output}: {name} {config}" + (", float16 weights, tables rebuilt" if args.half else ""))
+
+
 def build_parser():
+    from jaxlic import assets
     from jaxlic.models import REGISTRY
     p = argparse.ArgumentParser(prog="jaxlic", description="Learned image compression in JAX.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_args(q):
         q.add_argument("--model", choices=sorted(REGISTRY), help="check the checkpoint holds this model")
-        q.add_argument("--checkpoint", help="a jaxlic model checkpoint (.npz); default: the installed model")
+        q.add_argument("--checkpoint", help="a jaxlic model checkpoint (.npz) or a shipped model's name "
+                       f"({', '.join(assets.SHIPPED)}); default: {assets.DEFAULT}")
 
     c = sub.add_parser("compress", help="image -> .jlc file")
     c.add_argument("input")
@@ -160,6 +191,18 @@ def build_parser():
     n.add_argument("--config", help="e.g. N=128,M=192")
     n.add_argument("--seed", type=int, default=0)
     n.set_defaults(fn=cmd_init)
+    b = sub.add_parser("build-dataset", help="image folders -> a TFDS dataset local_images/NAME (array_record)")
+    b.add_argument("name")
+    b.add_argument("--split", action="append", required=True, help="SPLIT=DIR; repeat (also to merge folders)")
+    b.add_argument("--data-dir", default="~/tensorflow_datasets")
+    b.set_defaults(fn=cmd_build_dataset)
+    e = sub.add_parser("export", help="training workdir (or model .npz) -> model .npz for the codec")
+    e.add_argument("source", help="a train.py --workdir, or a model .npz")
+    e.add_argument("output")
+    e.add_argument("--best", action="store_true", help="the checkpoint with the lowest validation loss")
+    e.add_argument("--step", type=int, help="this step's checkpoint (default: the newest)")
+    e.add_argument("--half", action="store_true", help="float16 weights (half the size; tables rebuilt from them)")
+    e.set_defaults(fn=cmd_export)
     return p
 
 

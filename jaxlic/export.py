@@ -25,15 +25,33 @@ class CheckpointError(ValueError):
     pass
 
 
-def save_model(path: str, name: str, config: dict, variables, tables: dict[str, CodingTable]) -> None:
+def save_model(path: str, name: str, config: dict, variables, tables: dict[str, CodingTable],
+               half: bool = False) -> None:
+    """Writes weights, frozen tables and metadata. ``half`` stores the weights ("params") in float16; they must
+    already be float16-representable (see ``round_to_half``) so the tables match what is loaded."""
     flat = {"/".join(("variables",) + k): np.asarray(v) for k, v in traverse_util.flatten_dict(
         jax.device_get(dict(variables))).items()}
+    if half:
+        for k, v in flat.items():
+            if k.startswith("variables/params/") and v.dtype == np.float32:
+                h = v.astype(np.float16)
+                if not np.array_equal(h.astype(np.float32), v):
+                    raise ValueError(f"{k} is not float16-representable; round the weights first (round_to_half)")
+                flat[k] = h
     for tname, t in tables.items():
         flat.update({f"tables/{tname}/{k}": np.asarray(v) for k, v in t.as_variables().items()})
     meta = {"format": FORMAT, "model": name, "config": config}
     tmp = f"{path}.tmp{os.getpid()}.npz"
     np.savez(tmp, **{_META: np.frombuffer(json.dumps(meta).encode(), np.uint8)}, **flat)
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint under the real name
+
+
+def round_to_half(variables):
+    """Weights ("params") rounded to float16 and back: what a ``half`` checkpoint computes with."""
+    out = dict(variables)
+    out["params"] = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float16).astype(np.float32),
+                                           jax.device_get(variables["params"]))
+    return out
 
 
 def init_variables(name: str, config: dict, rng=None):
@@ -70,7 +88,8 @@ def load_model(path: str, precision: Any = None):
     if missing or extra or bad:
         raise CheckpointError(f"{path} does not fit {name} {config}: missing {missing[:10]}, unexpected "
                               f"{extra[:10]}, shape mismatches {bad[:10]}")
-    variables = traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
+    # float16-stored weights compute in the model's dtype
+    variables = traverse_util.unflatten_dict({k: jnp.asarray(v, template[k].dtype) for k, v in flat.items()})
     tables = {}
     for tname in sorted({k.split("/")[1] for k in data if k.startswith("tables/")}):
         prefix = f"tables/{tname}/"

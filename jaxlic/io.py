@@ -2,14 +2,29 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
 class ImageReadError(ValueError):
     pass
+
+
+def list_images(folder) -> list[pathlib.Path]:
+    """The images directly in a folder, sorted by name."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    return files
 
 
 def read_image(path: str) -> np.ndarray:

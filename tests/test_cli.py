@@ -99,30 +99,67 @@ def test_image_modes_warn_when_information_is_dropped(tmp_path):
     np.testing.assert_array_equal(read_image(str(tmp_path / "l.png")), np.repeat(rgba[..., :1], 3, -1))
 
 
-def test_eval_writes_compressai_results(tmp_path, checkpoint):
+def test_eval_writes_results_curve_anchors_and_bd_rate(tmp_path, checkpoint):
+    """eval.py with two checkpoints: real file sizes and PSNRs per image, a two-point CompressAI curve, Pillow
+    anchors, BD-rate against each anchor (recomputed here from the written curves), and the plot."""
+    import csv
     import json
     rng = np.random.default_rng(2)
     imgs = {}
     for i, size in enumerate([(40, 50), (17, 64)]):
-        imgs[f"im{i}.png"] = rng.integers(0, 256, size + (3,), dtype=np.uint8)
+        imgs[f"im{i}.png"] = np.clip(np.cumsum(rng.integers(-9, 10, size + (3,)), axis=1) + 128, 0, 255
+                                     ).astype(np.uint8)
         Image.fromarray(imgs[f"im{i}.png"]).save(tmp_path / f"im{i}.png")
     out = tmp_path / "out"
-    p = subprocess.run([sys.executable, "eval.py", "--checkpoint", checkpoint[0], "--images", tmp_path, "--out", out],
-                       capture_output=True, text=True, cwd=pathlib.Path(__file__).resolve().parents[1], timeout=300)
+    p = subprocess.run([sys.executable, "eval.py", "--checkpoint", checkpoint[0], "--checkpoint", checkpoint[1],
+                        "--images", tmp_path, "--out", out, "--quiet"], capture_output=True, text=True,
+                       cwd=pathlib.Path(__file__).resolve().parents[1], timeout=600)
     assert p.returncode == 0, p.stderr
+    assert "BD-rate" in p.stdout
     res = json.loads((out / "results.json").read_text())
-    assert res["name"] == "mbt2018-mean"
-    import csv
+    assert res["name"] == "mbt2018-mean" and len(res["results"]["bpp"]) == 2
     rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert len(rows) == 4
     from jaxlic.codec import Codec
+    from jaxlic.evaluation.bdrate import bd_rate
     from jaxlic.evaluation.metrics import psnr
     from jaxlic.export import load_model
-    name, config, model, variables, tables = load_model(str(checkpoint[0]))
-    codec = Codec(name, model, variables, tables, config)
-    for r in rows:
-        img = imgs[r["image"]]
-        data = codec.compress(img)
-        assert int(r["bytes"]) == len(data)
-        assert abs(float(r["bpp"]) - 8 * len(data) / (img.shape[0] * img.shape[1])) < 1e-9
-        assert abs(float(r["psnr-rgb"]) - float(psnr(img, codec.decompress(data)))) < 1e-4
-    assert abs(res["results"]["bpp"][0] - np.mean([float(r["bpp"]) for r in rows])) < 1e-9
+    means = []
+    for ck in checkpoint:
+        codec = Codec(*(lambda n, c, m, v, t: (n, m, v, t, c))(*load_model(str(ck))))
+        mine = [r for r in rows if r["checkpoint"] == str(ck)]
+        for r in mine:
+            img = imgs[r["image"]]
+            data = codec.compress(img)
+            assert int(r["bytes"]) == len(data)
+            assert abs(float(r["bpp"]) - 8 * len(data) / (img.shape[0] * img.shape[1])) < 1e-9
+            assert abs(float(r["psnr-rgb"]) - float(psnr(img, codec.decompress(data)))) < 1e-4
+        means.append(np.mean([float(r["bpp"]) for r in mine]))
+    np.testing.assert_allclose(res["results"]["bpp"], sorted(means), rtol=1e-12)
+    bd = json.loads((out / "bd_rate.json").read_text())
+    assert set(bd) == {"jpeg", "webp"}  # not Kodak: no published anchors
+    for a in ("jpeg", "webp"):
+        c = json.loads((out / "anchors" / f"{a}.json").read_text())["results"]
+        assert bd[a] == bd_rate(c["bpp"], c["psnr-rgb"], res["results"]["bpp"], res["results"]["psnr-rgb"])
+    assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_build_dataset_and_export(tmp_path, checkpoint):
+    import tensorflow_datasets as tfds
+    for i in range(3):
+        Image.fromarray(np.full((20 + i, 30, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    run("build-dataset", "mine", "--split", f"train={tmp_path}", "--split", f"extra={tmp_path}", "--data-dir",
+        tmp_path / "tfds")
+    src = tfds.data_source("local_images/mine", split="extra", data_dir=str(tmp_path / "tfds"))
+    assert len(src) == 3
+    assert "SPLIT=DIR" in run("build-dataset", "x", "--split", "nonsense", ok=False).stderr
+    # float16 export: half the size, loads as float32, still decodes what it encodes
+    run("export", checkpoint[0], tmp_path / "h.npz", "--half")
+    assert os.path.getsize(tmp_path / "h.npz") < 0.7 * os.path.getsize(checkpoint[0])
+    img = np.asarray(Image.open(KODAK / "kodim01.png"))[:64, :96] if KODAK.exists() else \
+        np.random.default_rng(0).integers(0, 256, (64, 96, 3), np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    run("compress", tmp_path / "a.png", tmp_path / "a.jlc", "--checkpoint", tmp_path / "h.npz")
+    run("decompress", tmp_path / "a.jlc", tmp_path / "b.png", "--checkpoint", tmp_path / "h.npz")
+    p = run("export", tmp_path, tmp_path / "x.npz", ok=False)
+    assert p.returncode == 2 and "no checkpoints/ in" in p.stderr

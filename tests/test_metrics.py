@@ -36,3 +36,31 @@ def test_psnr_known_value():
     a = np.zeros((1, 4, 4, 3), np.float32)
     b = a + 255.0 / 10  # MSE = (25.5)^2 -> PSNR = 20 dB
     assert float(psnr(a, b)[0]) == pytest.approx(20.0, abs=1e-5)
+
+
+def test_bd_rate_known_values():
+    """A curve needing x times the rate at every quality has BD-rate (x - 1) * 100 % exactly (any interpolation
+    of log-rate is shifted by log10(x)); a curve against itself gives 0; disjoint curves give None."""
+    from jaxlic.evaluation.bdrate import bd_rate
+    bpp = np.array([0.2, 0.45, 0.8, 1.3])
+    ps = np.array([27.0, 30.5, 33.6, 36.4])
+    assert bd_rate(bpp, ps, bpp, ps) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate(bpp, ps, 0.8 * bpp, ps) == pytest.approx(-20.0, abs=1e-9)
+    assert bd_rate(bpp[::-1], ps[::-1], 1.25 * bpp, ps) == pytest.approx(25.0, abs=1e-9)  # any point order
+    assert bd_rate(bpp, ps, bpp, ps + 20) is None
+    assert bd_rate(bpp, ps, bpp[:1], ps[:1]) is None
+
+
+def test_pillow_anchor_points_are_real_files():
+    from PIL import Image
+    import io
+    from jaxlic.evaluation.anchors import pillow_curve, pillow_roundtrip
+    rng = np.random.default_rng(0)
+    img = np.clip(np.cumsum(rng.integers(-8, 9, (64, 96, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
+    n, rec = pillow_roundtrip(img, "jpeg", 50)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=50)
+    assert n == len(buf.getvalue())
+    np.testing.assert_array_equal(rec, np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+    c = pillow_curve([img, img[:, ::-1]], "webp", qualities=(10, 90), progress=False)["results"]
+    assert c["bpp"][0] < c["bpp"][1] and c["psnr-rgb"][0] < c["psnr-rgb"][1]

@@ -29,25 +29,107 @@ def tiny(images, **over):
     return c
 
 
-def test_resume_continues_identically(images, tmp_path):
-    full = Trainer(tiny(images), str(tmp_path / "a")).run(progress=False)
+@pytest.fixture(scope="module")
+def tfds_dir(images, tmp_path_factory):
+    from jaxlic.data.tfds_images import build
+    d = tmp_path_factory.mktemp("tfds")
+    build("tiny", {"train": [str(images)]}, str(d))
+    return d
+
+
+def tiny_tfds(images, tfds_dir, **over):
+    c = tiny(images, **over)
+    c.data.update(source="tfds", name="local_images/tiny", data_dir=str(tfds_dir))
+    c.val.paths = (str(images),)  # validation every 2 steps; the best checkpoint goes to WORKDIR/best
+    return c
+
+
+def test_resume_continues_identically(images, tfds_dir, tmp_path):
+    """The tiny config on the local TFDS builder: 3 steps, versus 2 steps + resume + 1 step."""
+    full = Trainer(tiny_tfds(images, tfds_dir), str(tmp_path / "a")).run(progress=False)
     assert [h["step"] for h in full] == [1, 2, 3]
-    first = Trainer(tiny(images), str(tmp_path / "b")).run(steps=2, progress=False)
-    rest = Trainer(tiny(images), str(tmp_path / "b")).run(progress=False)
+    first = Trainer(tiny_tfds(images, tfds_dir), str(tmp_path / "b")).run(steps=2, progress=False)
+    rest = Trainer(tiny_tfds(images, tfds_dir), str(tmp_path / "b")).run(progress=False)
     assert [h["step"] for h in first + rest] == [1, 2, 3]
     for a, b in zip(full, first + rest):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6), (a, b)
-        assert a["bpp"] == pytest.approx(b["bpp"], rel=1e-6)
+        assert a.keys() == b.keys()
+        for k in ("loss", "bpp", "psnr", "aux_loss") + tuple(k for k in a if k.startswith("val_")):
+            assert a[k] == pytest.approx(b[k], rel=1e-6), (k, a, b)
+    assert "val_loss" in full[1] and "val_loss" in full[2]  # eval_every=2 and at the end
     assert (tmp_path / "a" / "model.npz").exists() and (tmp_path / "b" / "model.npz").exists()
 
-    # the exported model compresses and decompresses
+    # the best checkpoint by validation loss, exported for the codec
     from jaxlic.codec import Codec
     from jaxlic.export import load_model
-    name, config, model, variables, tables = load_model(str(tmp_path / "a" / "model.npz"))
+    from jaxlic.training.trainer import export_workdir
+    best_step = min((h for h in full if "val_loss" in h), key=lambda h: h["val_loss"])["step"]
+    path, step = export_workdir(str(tmp_path / "a"), str(tmp_path / "best.npz"), best=True)
+    assert step == best_step
+    name, config, model, variables, tables = load_model(path)
     codec = Codec(name, model, variables, tables, config)
     img = np.asarray(Image.open(images / "0.png"))
     out, sym = codec.decode_latents(codec.compress(img))
     assert out.shape == img.shape
+
+    # metrics.jsonl and the TensorBoard event file hold the same scalars
+    import json
+    logged = [json.loads(line) for line in open(tmp_path / "a" / "metrics.jsonl")]
+    assert [m["step"] for m in logged if "loss" in m] == [1, 2, 3]
+    events = _tensorboard_scalars(tmp_path / "a" / "tensorboard")
+    for m in logged:
+        for k, v in m.items():
+            if k != "step":
+                assert events[(k, m["step"])] == pytest.approx(v, rel=1e-6)
+
+
+def _tensorboard_scalars(logdir):
+    """Reads event files (TFRecord framing: length, crc, Event proto, crc) with tensorboardX's protos."""
+    import struct
+    from tensorboardX.proto import event_pb2
+    out = {}
+    for f in sorted(logdir.glob("events.out.tfevents.*")):
+        data = f.read_bytes()
+        i = 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            e = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+            i += 12 + n + 4
+            for v in e.summary.value:
+                out[(v.tag, e.step)] = v.simple_value
+    return out
+
+
+def test_init_from_another_run(images, tmp_path):
+    from jaxlic.export import init_variables, save_model
+    c = tiny(images)
+    model, variables, tables = init_variables(c.model, dict(c.model_config), __import__("jax").random.key(7))
+    save_model(str(tmp_path / "m.npz"), c.model, dict(c.model_config), variables, tables)
+    t = Trainer(tiny(images, init_from=str(tmp_path / "m.npz")), str(tmp_path / "w"))
+    state = t._init_from(t.init_state(), str(tmp_path / "m.npz"))
+    for a, b in zip(__import__("jax").tree_util.tree_leaves(state.params),
+                    __import__("jax").tree_util.tree_leaves(variables["params"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = Trainer(tiny(images, model_config={"N": 8, "M": 16}), str(tmp_path / "x"))
+    with pytest.raises(TrainingError, match="init_from .* holds"):
+        other._init_from(other.init_state(), str(tmp_path / "m.npz"))
+
+
+def test_ms_ssim_loss_and_checks(images):
+    import jax.numpy as jnp
+    from jaxlic.evaluation.metrics import ms_ssim
+    from jaxlic.training.losses import rd_loss
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random((2, 176, 176, 3), np.float32))
+    x_hat = jnp.clip(x + 0.05 * jnp.asarray(rng.standard_normal(x.shape), jnp.float32), 0, 1)
+    lik = {"y": jnp.full((2, 11, 11, 4), 0.25), "z": jnp.full((2, 3, 3, 2), 0.5)}
+    loss, m = rd_loss(x, {"x_hat": x_hat, "likelihoods": lik}, 8.73, "ms-ssim")
+    bpp = (2 * 11 * 11 * 4 * 2 + 2 * 3 * 3 * 2) / (2 * 176 * 176)
+    want = 8.73 * (1 - float(jnp.mean(ms_ssim(x, x_hat)))) + bpp
+    assert float(loss) == pytest.approx(want, rel=1e-6) and float(m["bpp"]) == pytest.approx(bpp, rel=1e-6)
+    with pytest.raises(ValueError, match="MS-SSIM .* needs crops of at least 161"):
+        Trainer(tiny(images, loss="ms-ssim"), "/tmp/unused")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        Trainer(tiny(images, loss="l1"), "/tmp/unused")
 
 
 def test_workdir_of_another_model_is_refused(images, tmp_path):
@@ -123,3 +205,38 @@ def test_sigkill_resumes_from_last_committed_checkpoint(images, tmp_path):
     c = tiny(images, total_steps=committed[-1] + 1, ckpt_every=3)
     history = Trainer(c, str(wd)).run(progress=False)  # restores the newest committed step, then one more
     assert [h["step"] for h in history] == [committed[-1] + 1]
+
+
+def test_two_processes_on_localhost(images, tmp_path):
+    """jax.distributed with 2 CPU processes (gloo collectives): a few steps, each process feeding its half of the
+    global batch from its own slice of the images; both see the same losses, and the checkpoint is shared."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    wd = tmp_path / "w"
+    procs = [subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), f"--config={ROOT / 'configs' / 'mbt2018_mean.py'}:tiny",
+         f"--config.data.paths=('{images}',)", "--config.batch_size=4", "--config.tensorboard=False",
+         f"--workdir={wd}", "--multihost", f"--coordinator=localhost:{port}", "--num_processes=2",
+         f"--process_id={i}", f"--history={tmp_path / f'h{i}.json'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        assert p.returncode == 0, err[-3000:]
+    h = [json.loads((tmp_path / f"h{i}.json").read_text()) for i in range(2)]
+    assert [m["step"] for m in h[0]] == [1, 2, 3]
+    for a, b in zip(*h):
+        assert a["loss"] == b["loss"] and a["bpp"] == b["bpp"]
+    assert sorted(int(d.name) for d in (wd / "checkpoints").iterdir() if d.name.isdigit())[-1] == 3
+    assert (wd / "model.npz").exists()

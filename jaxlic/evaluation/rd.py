@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import pathlib
 import time
 
 import jax
@@ -14,26 +13,24 @@ from tqdm import tqdm
 
 from jaxlic.codec import Codec, pad_to_multiple
 from jaxlic.evaluation.metrics import ms_ssim, psnr
-from jaxlic.io import read_image
+from jaxlic.io import list_images, read_image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-
-
-def list_images(folder) -> list[pathlib.Path]:
-    folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
-    return files
+_ms_ssim_255 = jax.jit(lambda a, b: ms_ssim(a, b, 255.0))
 
 
-def evaluate(codec: Codec, folder, coder: str = "constriction", progress: bool = True) -> list[dict]:
+def load_images(folder) -> list[tuple[str, np.ndarray]]:
+    return [(p.name, read_image(str(p))) for p in list_images(folder)]
+
+
+def evaluate(codec: Codec, images: list[tuple[str, np.ndarray]], coder: str = "constriction",
+             progress: bool = True, desc: str = "images") -> list[dict]:
+    """Per image: real bpp (the file), estimated bpp (likelihoods), PSNR-RGB and MS-SSIM of the decoded 8-bit
+    image, encode and decode seconds."""
     forward = jax.jit(lambda v, x: codec.model.apply(v, x))
+    for shape in {img.shape for _, img in images}:  # compile outside the timed region, once per image size
+        codec.decompress(codec.compress(np.zeros(shape, np.uint8), coder))
     rows = []
-    for path in tqdm(list_images(folder), desc="images", unit="img", disable=not progress):
-        img = read_image(str(path))
+    for name, img in tqdm(images, desc=desc, unit="img", disable=not progress):
         h, w = img.shape[:2]
         t0 = time.perf_counter()
         data = codec.compress(img, coder)
@@ -43,16 +40,17 @@ def evaluate(codec: Codec, folder, coder: str = "constriction", progress: bool =
         x = pad_to_multiple(img[None].astype(np.float32) / 255.0, codec.model.downsampling)
         lik = forward(codec.variables, jnp.asarray(x))["likelihoods"]
         est_bits = sum(float(-np.log2(np.asarray(l, np.float64)).sum()) for l in jax.tree_util.tree_leaves(lik))
-        rows.append({"image": path.name, "height": h, "width": w, "bytes": len(data),
+        rows.append({"image": name, "height": h, "width": w, "bytes": len(data),
                      "bpp": 8 * len(data) / (h * w), "estimated_bpp": est_bits / (h * w),
-                     "psnr-rgb": float(psnr(img, rec)), "ms-ssim-rgb": _ms_ssim(img, rec),
+                     "psnr-rgb": float(psnr(img, rec)), "ms-ssim-rgb": ms_ssim_rgb(img, rec),
                      "encoding_time": t1 - t0, "decoding_time": t2 - t1})
     return rows
 
 
-def _ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+def ms_ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
+    """MS-SSIM of two (H, W, 3) uint8 images; NaN when they are too small for 5 scales."""
     try:
-        return float(ms_ssim(a[None].astype(np.float32), b[None].astype(np.float32), 255.0)[0])
+        return float(_ms_ssim_255(a[None].astype(np.float32), b[None].astype(np.float32))[0])
     except ValueError:  # too small for 5 scales
         return float("nan")
 
@@ -63,16 +61,21 @@ def _mean(values):
     return float(np.mean(v)) if v else None
 
 
-def write_results(rows: list[dict], out_dir, name: str, description: str) -> dict:
-    """CompressAI-style results JSON (means over images) and a per-image CSV."""
+KEYS = ("bpp", "estimated_bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
+
+
+def curve(points: list[list[dict]], name: str, description: str) -> dict:
+    """CompressAI-style results: per metric, the mean over images of each RD point, points sorted by bpp."""
+    means = sorted(({k: _mean([r[k] for r in rows]) for k in KEYS} for rows in points), key=lambda m: m["bpp"])
+    return {"name": name, "description": description, "results": {k: [m[k] for m in means] for k in KEYS}}
+
+
+def write_results(results: dict, rows: list[dict], out_dir) -> None:
+    """results.json (CompressAI format) and per_image.csv."""
     os.makedirs(out_dir, exist_ok=True)
-    keys = ["bpp", "estimated_bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"]
-    results = {"name": name, "description": description,
-               "results": {k: [_mean([r[k] for r in rows])] for k in keys}}
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     with open(os.path.join(out_dir, "per_image.csv"), "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=list(rows[0]))
         wr.writeheader()
         wr.writerows(rows)
-    return results

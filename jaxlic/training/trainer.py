@@ -1,5 +1,6 @@
 """The training loop: one jitted, donated step over a data-parallel mesh, orbax checkpoints with the data
-iterator's state, automatic resume, save on SIGTERM, and a frozen-table model export at the end."""
+iterator's state (keep-N plus the best by validation loss), automatic resume, save on SIGTERM, metrics to JSONL and
+TensorBoard, and a frozen-table model export at the end."""
 from __future__ import annotations
 
 import json
@@ -21,10 +22,12 @@ from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from jaxlic.data.folder import folder_dataset
-from jaxlic.export import save_model
+from jaxlic.data.pipeline import train_dataset
+from jaxlic.export import load_model, save_model
+from jaxlic.io import list_images, read_image
 from jaxlic.models import get_spec
-from jaxlic.training.losses import rd_loss
+from jaxlic.training.losses import DISTORTIONS, rd_loss
+from jaxlic.training.writers import MetricWriter
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +86,18 @@ class Trainer:
         if c.batch_size % n_dev or c.batch_size % jax.process_count():
             raise ValueError(f"batch_size {c.batch_size} must divide over {n_dev} devices and "
                              f"{jax.process_count()} processes")
+        if c.loss not in DISTORTIONS:
+            raise ValueError(f"loss must be one of {DISTORTIONS}, got {c.loss!r}")
+        if c.loss == "ms-ssim" and c.data.crop < 161:
+            raise ValueError(f"MS-SSIM (5 scales, 11x11 window) needs crops of at least 161, got {c.data.crop}")
         self.local_batch = c.batch_size // jax.process_count()
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         self.replicated = NamedSharding(self.mesh, P())
         self._step = jax.jit(self._train_step, donate_argnums=(0,),
                              in_shardings=(self.replicated, self.batch_sharding),
                              out_shardings=(self.replicated, self.replicated))
+        self._eval = jax.jit(self._eval_step, in_shardings=(self.replicated, self.batch_sharding),
+                             out_shardings=self.replicated)
 
     # --- state -------------------------------------------------------------------------------------
     def init_state(self) -> TrainState:
@@ -105,6 +114,18 @@ class Trainer:
         abstract = jax.eval_shape(init, jax.random.PRNGKey(c.seed))
         shardings = jax.tree_util.tree_map(lambda _: self.replicated, abstract)
         return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(c.seed))
+
+    def _init_from(self, state: TrainState, path: str) -> TrainState:
+        """Starts from the weights of an exported model (e.g. another lambda's), with a fresh optimizer."""
+        name, config, _, variables, _ = load_model(path)
+        if (name, config) != (self.c.model, dict(self.c.model_config)):
+            raise TrainingError(f"init_from {path} holds {name} {config}, not {self.c.model} "
+                                f"{dict(self.c.model_config)}")
+        params = jax.device_put(variables["params"], self.replicated)
+        constants = jax.device_put({k: v for k, v in variables.items() if k != "params"}, self.replicated)
+        log.info("initialised from %s", path)
+        return state.replace(params=params, constants=constants, opt_state=jax.jit(
+            self.tx.init, out_shardings=self.replicated)(params))
 
     # --- the step ----------------------------------------------------------------------------------
     def _train_step(self, state: TrainState, batch):
@@ -126,11 +147,32 @@ class Trainer:
         metrics = {**metrics, "grad_norm": optax.tree.norm(main_grads), "lr": self.schedule(state.step)}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
+    def _eval_step(self, variables, batch):
+        x = batch.astype(jnp.float32) / 255.0
+        out = self.model.apply(variables, x)  # evaluation mode: rounding, as when coding
+        return rd_loss(x, out, self.c.lmbda, self.c.loss)[1]
+
+    def validate(self, variables, images: np.ndarray) -> dict[str, float]:
+        """Mean metrics over the validation crops, in global batches split over hosts like training."""
+        b, lb, pi = self.c.batch_size, self.local_batch, jax.process_index()
+        sums = {}
+        for i in range(0, len(images), b):
+            local = images[i + pi * lb:i + (pi + 1) * lb]
+            m = jax.device_get(self._eval(variables, jax.make_array_from_process_local_data(
+                self.batch_sharding, local)))
+            sums = {k: sums.get(k, 0.0) + float(v) for k, v in m.items()}
+        return {f"val_{k}": v / (len(images) // b) for k, v in sums.items()}
+
     # --- checkpoints -------------------------------------------------------------------------------
     def _manager(self):
         opts = ocp.CheckpointManagerOptions(max_to_keep=self.c.keep, save_interval_steps=self.c.ckpt_every,
                                             enable_async_checkpointing=True)
         return ocp.CheckpointManager(os.path.abspath(os.path.join(self.workdir, "checkpoints")), options=opts)
+
+    def _best_manager(self):
+        opts = ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m["val_loss"], best_mode="min",
+                                            enable_async_checkpointing=False)
+        return ocp.CheckpointManager(os.path.abspath(os.path.join(self.workdir, "best")), options=opts)
 
     def _meta(self):
         return {"model": self.c.model, "model_config": dict(self.c.model_config)}
@@ -155,25 +197,32 @@ class Trainer:
         log.info("resumed from step %d", step)
         return r["state"]
 
-    # --- the loop ----------------------------------------------------------------------------------
+    # --- the loop ---------------------------------------------------------------------------------------
     def run(self, steps: int | None = None, progress: bool = True) -> list[dict]:
+        """Trains to total_steps (or ``steps`` more); returns each step's metrics (this process's view)."""
         c = self.c
         os.makedirs(self.workdir, exist_ok=True)
-        data = folder_dataset(c.data.paths, c.data.crop, self.local_batch, c.seed, c.data.flip, c.data.small,
-                              jax.process_index(), jax.process_count())
+        lead = jax.process_index() == 0
+        data = train_dataset(c.data, self.local_batch, c.seed, jax.process_index(), jax.process_count(),
+                             min_examples=c.total_steps * self.local_batch)
         data_it = iter(data)
-        state = self.init_state()
-        if jax.process_index() == 0:
-            _parameter_overview(state.params)
+        val = load_val_images(c.val, c.batch_size) if c.get("val") and c.val.paths else None
         mngr = self._manager()
+        resuming = mngr.latest_step() is not None
+        state = self.init_state()
+        if not resuming and c.get("init_from"):  # a resumed run's weights come from its checkpoint
+            state = self._init_from(state, c.init_from)
+        if lead:
+            _parameter_overview(state.params)
         state = self._restore(mngr, state, data_it)
+        best = self._best_manager() if val is not None else None
         total = c.total_steps if steps is None else min(c.total_steps, int(state.step) + steps)
         stop = {"sigterm": False}
         old = signal.signal(signal.SIGTERM, lambda *_: stop.update(sigterm=True)) \
-            if jax.process_index() == 0 and _main_thread() else None
-        history = []
-        jsonl = open(os.path.join(self.workdir, "metrics.jsonl"), "a") if jax.process_index() == 0 else None
-        bar = tqdm(total=total, initial=int(state.step), desc="train", unit="step", disable=not progress)
+            if lead and _main_thread() else None
+        history, window = [], []
+        writer = MetricWriter(self.workdir, c.get("tensorboard", True)) if lead else None
+        bar = tqdm(total=total, initial=int(state.step), desc="train", unit="step", disable=not progress or not lead)
         t0, s0 = time.perf_counter(), int(state.step)
         try:
             while int(state.step) < total and not stop["sigterm"]:
@@ -184,20 +233,31 @@ class Trainer:
                 metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 bad = [k for k, v in metrics.items() if not math.isfinite(v)]
                 if bad:
-                    raise TrainingError(f"non-finite {', '.join(bad)} at step {step + 1}: {metrics}")
+                    raise TrainingError(f"non-finite {', '.join(bad)} at step {step + 1} (the state of step {step} "
+                                        f"is in the last checkpoint); metrics: {metrics}")
                 metrics["step"] = step + 1
                 history.append(metrics)
+                window.append(metrics)
                 bar.update(1)
-                if (step + 1) % c.log_every == 0 or step + 1 == total:
-                    dt = time.perf_counter() - t0
-                    rate = (step + 1 - s0) / dt
-                    metrics.update(steps_per_s=rate, images_per_s=rate * c.batch_size,
-                                   eta_s=(total - step - 1) / rate if rate else 0.0)
-                    bar.set_postfix(loss=f"{metrics['loss']:.4f}", bpp=f"{metrics['bpp']:.3f}",
-                                    psnr=f"{metrics['psnr']:.2f}")
-                    if jsonl:
-                        jsonl.write(json.dumps(metrics) + "\n")
-                        jsonl.flush()
+                done = step + 1 == total
+                if (step + 1) % c.log_every == 0 or done:
+                    rate = (step + 1 - s0) / (time.perf_counter() - t0)
+                    report = {k: float(np.mean([m[k] for m in window])) for k in window[0] if k != "step"}
+                    report.update(steps_per_s=rate, images_per_s=rate * c.batch_size,
+                                  eta_s=(total - step - 1) / rate if rate else 0.0)
+                    window = []
+                    bar.set_postfix(loss=f"{report['loss']:.4f}", bpp=f"{report['bpp']:.3f}",
+                                    psnr=f"{report['psnr']:.2f}")
+                    if writer:
+                        writer.write(step + 1, report)
+                if val is not None and ((step + 1) % c.eval_every == 0 or done):
+                    variables = {"params": state.params, **state.constants}
+                    v = self.validate(variables, val)
+                    if writer:
+                        writer.write(step + 1, v)
+                    history[-1].update(v)
+                    best.save(step + 1, metrics={"val_loss": v["val_loss"]}, args=ocp.args.Composite(
+                        variables=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(self._meta())))
                 self._save(mngr, state, data_it)
             if stop["sigterm"]:
                 log.warning("SIGTERM: saving step %d and exiting", int(state.step))
@@ -207,20 +267,52 @@ class Trainer:
             mngr.wait_until_finished()
         finally:
             bar.close()
-            if jsonl:
-                jsonl.close()
+            if writer:
+                writer.close()
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
             mngr.close()
-        if int(state.step) >= total and jax.process_index() == 0:
+            if best is not None:
+                best.close()
+        if int(state.step) >= total and lead:
             self.export(state, os.path.join(self.workdir, "model.npz"))
         return history
+
+    def best_variables(self):
+        """The variables of the checkpoint with the lowest validation loss (needs ``val`` in the config)."""
+        best = self._best_manager()
+        try:
+            step = best.best_step()
+            if step is None:
+                raise TrainingError(f"{self.workdir}/best has no checkpoint (is val set in the config?)")
+            state = self.init_state()
+            template = {"params": state.params, **state.constants}
+            abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+            return step, best.restore(step, args=ocp.args.Composite(
+                variables=ocp.args.StandardRestore(abstract)))["variables"]
+        finally:
+            best.close()
 
     def export(self, state: TrainState, path: str) -> None:
         """Freezes the coding tables and writes a checkpoint the CLI and eval.py use."""
         variables = jax.device_get({"params": state.params, **state.constants})
         save_model(path, self.c.model, dict(self.c.model_config), variables, self.model.build_tables(variables))
         log.info("exported %s", path)
+
+
+def load_val_images(v: ml_collections.ConfigDict, batch_size: int) -> np.ndarray:
+    """Centre crops (edge-padded when smaller) of the validation folders, a whole number of global batches
+    (images are repeated when there are fewer than one batch)."""
+    files = [f for p in v.paths for f in list_images(p)][:v.get("max_images") or None]
+    crops = []
+    for f in files:
+        img = read_image(str(f))
+        h, w = img.shape[:2]
+        img = np.pad(img, ((0, max(v.crop - h, 0)), (0, max(v.crop - w, 0)), (0, 0)), mode="edge")
+        y, x = (img.shape[0] - v.crop) // 2, (img.shape[1] - v.crop) // 2
+        crops.append(img[y:y + v.crop, x:x + v.crop])
+    n = max(len(crops) // batch_size, 1) * batch_size
+    return np.stack([crops[i % len(crops)] for i in range(n)])
 
 
 def _main_thread() -> bool:
@@ -235,3 +327,32 @@ def _parameter_overview(params) -> None:
     for k, v in flat.items():
         by_top[k[0]] = by_top.get(k[0], 0) + int(np.prod(v.shape))
     log.info("parameters: %s total; %s", f"{total:,}", ", ".join(f"{k} {n:,}" for k, n in by_top.items()))
+
+
+def export_workdir(workdir: str, out: str, step: int | None = None, best: bool = False,
+                   half: bool = False) -> tuple[str, int]:
+    """Writes a model checkpoint (.npz, frozen tables) from a training workdir's newest (or ``step``'s, or the
+    best-by-validation) checkpoint; returns (path, step)."""
+    from jaxlic.export import round_to_half
+    sub = "best" if best else "checkpoints"
+    directory = os.path.abspath(os.path.join(workdir, sub))
+    if not os.path.isdir(directory):
+        raise TrainingError(f"no {sub}/ in {workdir}" + (" (was val set in the config?)" if best else ""))
+    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+            best_fn=(lambda m: m["val_loss"]) if best else None, best_mode="min")) as mngr:
+        step = (mngr.best_step() if best else mngr.latest_step()) if step is None else step
+        if step is None or step not in mngr.all_steps():
+            raise TrainingError(f"{directory}: no checkpoint {'' if step is None else step} "
+                                f"(have {list(mngr.all_steps())})")
+        key = "variables" if best else "state"
+        r = mngr.restore(step, args=ocp.args.Composite(**{key: ocp.args.StandardRestore(),
+                                                          "meta": ocp.args.JsonRestore()}))
+    meta = r["meta"]
+    tree = r[key]
+    variables = dict(tree) if best else {"params": tree["params"], **tree["constants"]}
+    model = get_spec(meta["model"]).build(**meta["model_config"])
+    if half:
+        variables = round_to_half(variables)
+    variables = jax.tree_util.tree_map(np.asarray, variables)
+    save_model(out, meta["model"], dict(meta["model_config"]), variables, model.build_tables(variables), half=half)
+    return out, int(step)
