@@ -16,7 +16,8 @@ SHARED = os.environ.get("JAXLIC_SHARED", os.path.join(os.path.dirname(__file__),
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, lmbda=0.0130, runlocal=False, cpu=False, tiny=False, N=128, M=192, loss="mse", steps=0)
+    a = parse_arg(arg, lmbda=0.0130, runlocal=False, cpu=False, finetune=False, tiny=False, N=128, M=192,
+                  loss="mse", steps=0)
     import ml_collections
     c = ml_collections.ConfigDict()
     c.model = "mbt2018-mean"
@@ -73,6 +74,9 @@ def get_config(arg=None):
         c.optim.decay_steps = (int(c.total_steps * 0.85),)
         c.log_every = 50
         c.ckpt_every = 500
+        if a.finetune:  # from another lambda's model (config.init_from): gentler, fresh Adam state
+            c.optim.lr = 2e-4
+            c.optim.warmup_steps = 100
     if a.runlocal:
         c.data.crop = 128
         c.batch_size = 4

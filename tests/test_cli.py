@@ -126,7 +126,8 @@ def test_eval_writes_results_curve_anchors_and_bd_rate(tmp_path, checkpoint):
     from jaxlic.export import load_model
     means = []
     for ck in checkpoint:
-        codec = Codec(*(lambda n, c, m, v, t: (n, m, v, t, c))(*load_model(str(ck))))
+        name, config, model, variables, tables = load_model(str(ck))
+        codec = Codec(name, model, variables, tables, config)
         mine = [r for r in rows if r["checkpoint"] == str(ck)]
         for r in mine:
             img = imgs[r["image"]]

@@ -278,21 +278,6 @@ class Trainer:
             self.export(state, os.path.join(self.workdir, "model.npz"))
         return history
 
-    def best_variables(self):
-        """The variables of the checkpoint with the lowest validation loss (needs ``val`` in the config)."""
-        best = self._best_manager()
-        try:
-            step = best.best_step()
-            if step is None:
-                raise TrainingError(f"{self.workdir}/best has no checkpoint (is val set in the config?)")
-            state = self.init_state()
-            template = {"params": state.params, **state.constants}
-            abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
-            return step, best.restore(step, args=ocp.args.Composite(
-                variables=ocp.args.StandardRestore(abstract)))["variables"]
-        finally:
-            best.close()
-
     def export(self, state: TrainState, path: str) -> None:
         """Freezes the coding tables and writes a checkpoint the CLI and eval.py use."""
         variables = jax.device_get({"params": state.params, **state.constants})
