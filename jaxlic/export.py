@@ -42,7 +42,7 @@ def save_model(path: str, name: str, config: dict, variables, tables: dict[str, 
         flat.update({f"tables/{tname}/{k}": np.asarray(v) for k, v in t.as_variables().items()})
     meta = {"format": FORMAT, "model": name, "config": config}
     tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(tmp, **{_META: np.frombuffer(json.dumps(meta).encode(), np.uint8)}, **flat)
+    np.savez_compressed(tmp, **{_META: np.frombuffer(json.dumps(meta).encode(), np.uint8)}, **flat)
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint under the real name
 
 

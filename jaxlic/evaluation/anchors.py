@@ -20,6 +20,7 @@ PUBLISHED_KODAK = {
 # Pillow qualities spanning ~0.2-3 bpp on Kodak-like photos
 QUALITIES = {"jpeg": (5, 10, 20, 30, 50, 70, 85, 95), "webp": (2, 5, 10, 25, 50, 75, 90, 98)}
 _FORMATS = {"jpeg": "JPEG", "webp": "WEBP"}
+_LABELS = {"jpeg": "JPEG", "webp": "WebP"}
 
 
 def pillow_roundtrip(img: np.ndarray, codec: str, quality: int) -> tuple[int, np.ndarray]:
@@ -49,5 +50,5 @@ def pillow_curve(images: list[np.ndarray], codec: str, qualities=None, ms_ssim_f
         out["bpp"].append(float(np.mean(bpp)))
         out["psnr-rgb"].append(float(np.mean(ps)))
         out["ms-ssim-rgb"].append(float(np.nanmean(ms)) if ms and not np.all(np.isnan(ms)) else None)
-    return {"name": f"{codec.upper()} (Pillow)", "description": f"Pillow {Image.__version__} defaults, "
+    return {"name": f"{_LABELS[codec]} (Pillow)", "description": f"Pillow {Image.__version__} defaults, "
             f"qualities {list(qualities)}", "results": out}

@@ -27,7 +27,14 @@ def rd_plot(path: str, curves: list[dict], title: str, dashed: tuple[str, ...] =
                          if b is not None and _db(m) is not None)
             if pts:
                 axes[0][1].plot(*zip(*pts), label=c["name"], **style)
+    # zoom on the first curve (the model's); anchor points far beyond it would squeeze it into a corner
+    top = max((b for b in curves[0]["results"]["bpp"] if b is not None), default=1.0)
+    right = max(1.0, 2.0 * top)
     for ax, ylabel in zip(axes[0], ["PSNR-RGB (dB)", "MS-SSIM (dB), -10 log10(1 - MS-SSIM)"]):
+        ys = [y for line in ax.get_lines() for x, y in zip(*line.get_data()) if x <= right]
+        ax.set_xlim(0, right)
+        if ys:
+            ax.set_ylim(min(ys) - 0.5, max(ys) + 0.5)
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
