@@ -33,16 +33,36 @@ def _transforms(N, M, old=False):
             "h_s": HyperSynthesis(N, M)}
 
 
-def test_full_size_transform_keys_match_manifest():
-    """Every transform entry of the official full-size state_dict maps onto a parameter of the same size."""
+def test_full_size_keys_match_manifest():
+    """Every entry of the official full-size state_dict (parameters and buffers) maps onto a parameter of the
+    same size or is a known buffer; no parameter is left without a key."""
     import json
+    from jaxlic.convert.compressai import entropy_bottleneck_key
+    from jaxlic.entropy.factorized import EntropyBottleneck
+    from jaxlic.models.mlicpp import context_key
     manifest = json.loads((fixture_dir("mlicpp") / "manifest_full.json").read_text())["variants"][0]
-    entries = {e["name"]: e["shape"] for e in manifest["entries"] if e["name"].split(".")[0] in
-               ("g_a", "g_s", "h_a", "h_s") and e["kind"] == "parameter"}
-    sd = {k: np.zeros(s, np.float32) for k, s in entries.items()}
+    sd = {e["name"]: np.zeros(e["shape"], np.float32) for e in manifest["entries"]}
     template = _template(_transforms(192, 320))
-    variables = convert_state_dict(sd, transform_key, template)  # raises on anything missing or left over
-    assert sum(v.size for v in jax.tree_util.tree_leaves(variables)) == sum(np.prod(s) for s in entries.values())
+    template["params"]["entropy_bottleneck"] = jax.eval_shape(
+        EntropyBottleneck(192).init, jax.random.key(0), jax.ShapeDtypeStruct((1, 4, 4, 192), jnp.float32))["params"]
+    for i in range(10):
+        for name in ("local_context", "entropy_parameters_anchor", "entropy_parameters_nonanchor", "lrp_anchor",
+                     "lrp_nonanchor") + (("channel_context", "global_inter_context", "global_intra_context")
+                                         if i else ()):
+            cin = {"local_context": 32, "entropy_parameters_anchor": 640 if i == 0 else 832,
+                   "entropy_parameters_nonanchor": 704 if i == 0 else 960, "lrp_anchor": 352 + 32 * i,
+                   "lrp_nonanchor": 352 + 32 * i, "channel_context": 32 * i, "global_inter_context": 32 * i,
+                   "global_intra_context": 32}[name]
+            module = _context_module(name, i, 32)
+            args = [jax.ShapeDtypeStruct((1, 8, 8, cin), jnp.float32)] * (2 if name == "global_intra_context" else 1)
+            template["params"][f"{name}_{i}"] = jax.eval_shape(module.init, jax.random.key(0), *args)["params"]
+
+    def key_map(k):
+        return transform_key(k) or context_key(k) or entropy_bottleneck_key(k)
+
+    ignore = COMPRESSAI_BUFFERS + (r".*relative_position_index", r"gaussian_conditional\.scale_table")
+    variables = convert_state_dict(sd, key_map, template, ignore)  # raises on anything missing or left over
+    assert sum(v.size for v in jax.tree_util.tree_leaves(variables)) == manifest["total_params"] == 83_501_408
 
 
 def _template(mods):
@@ -52,14 +72,18 @@ def _template(mods):
                        ["params"] for k, m in mods.items()}}
 
 
+def _load(fixture, *names):
+    out = []
+    for name in names:
+        with np.load(fixture_dir(fixture) / name) as f:
+            out.append({k: f[k] for k in f.files})
+    return out
+
+
 @pytest.mark.parity
 @pytest.mark.parametrize("fixture", ["mlicpp"])
 def test_transforms_match_official(fixture):
-    d = fixture_dir(fixture)
-    with np.load(d / "weights.npz") as f:
-        sd = {k: f[k] for k in f.files}
-    with np.load(d / "outputs.npz") as f:
-        out = {k: f[k] for k in f.files}
+    sd, out = _load(fixture, "weights.npz", "outputs.npz")
     N = sd["h_a.reduction.0.weight"].shape[0]
     M = sd["g_a.analysis_transform.6.weight"].shape[0]
     old = sd["g_s.synthesis_transform.0.conv1.weight"].shape[0] != M
@@ -84,3 +108,79 @@ def test_transforms_match_official(fixture):
     print(f"{fixture}: y {rel_err(y, nhwc(out['y'])):.2e}, hyper {rel_err(hyper, nhwc(out['hyper_params'])):.2e}, "
           f"x_hat {rel_err(x_hat, nhwc(out['x_hat'])):.2e}, z_hat near-boundary {int(near.sum())}")
 
+
+
+def _context_module(name: str, i: int, slice_ch: int):
+    from jaxlic.models import mlicpp as m
+    return {"local_context": lambda: m.LocalContext(slice_ch),
+            "channel_context": lambda: m.ChannelContext(),
+            "global_inter_context": lambda: m.LinearGlobalInterContext(heads=slice_ch * i // 32),
+            "global_intra_context": lambda: m.LinearGlobalIntraContext(),
+            "entropy_parameters_anchor": lambda: m.EntropyParameters(2 * slice_ch),
+            "entropy_parameters_nonanchor": lambda: m.EntropyParameters(2 * slice_ch),
+            "lrp_anchor": lambda: m.LatentResidualPrediction(slice_ch),
+            "lrp_nonanchor": lambda: m.LatentResidualPrediction(slice_ch)}[name]()
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("fixture", ["mlicpp"])
+def test_context_modules_match_official(fixture):
+    """Every context submodule, fed the official inputs captured during the official forward, reproduces its
+    official output (intermediates.npz)."""
+    from jaxlic.models.mlicpp import _local_bias_index, context_key
+    sd, inter = _load(fixture, "weights.npz", "intermediates.npz")
+    slice_ch = sd["lrp_anchor.0.lrp_transform.4.weight"].shape[0]
+    errors = {}
+    for key in sorted(k for k in inter if k.endswith(".out")):
+        name, i = key.split(".")[0], int(key.split(".")[1])
+        inputs = [nhwc(inter[f"{name}.{i}.in{j}"]) for j in range(4) if f"{name}.{i}.in{j}" in inter]
+        module = _context_module(name, i, slice_ch)
+        t = jax.eval_shape(module.init, jax.random.key(0), *[jax.ShapeDtypeStruct(x.shape, jnp.float32)
+                                                             for x in inputs])
+        prefix = f"{name}.{i}."
+        sub = {k: v for k, v in sd.items() if k.startswith(prefix)}
+        params = convert_state_dict(sub, context_key, {"params": {f"{name}_{i}": t["params"]}},
+                                    (r".*relative_position_index",))["params"][f"{name}_{i}"]
+        if name == "local_context":  # the static bias index is the official buffer
+            np.testing.assert_array_equal(_local_bias_index(5), sd[prefix + "relative_position_index"])
+        got = jax.jit(module.apply)({"params": params}, *inputs)
+        errors[key] = rel_err(got, nhwc(inter[key]))
+    print(fixture, {k: f"{v:.1e}" for k, v in errors.items()})
+    bad = {k: v for k, v in errors.items() if v > TOL}
+    assert not bad, bad
+
+
+def test_full_size_context_parameter_counts():
+    """MEM++ at the official size (M=320, 10 slices of 32): per-family counts of docs/models/mlicpp.md, and with
+    the transforms and the entropy bottleneck the model's 83,501,408 (116,716,928 with the Old modules)."""
+    from jaxlic.entropy.factorized import EntropyBottleneck
+    from jaxlic.models import mlicpp as m
+    s, M = 32, 320
+    counts = {
+        "local": sum(_count(m.LocalContext(s), (1, 8, 8, s)) for _ in range(10)),
+        "channel": sum(_count(m.ChannelContext(), (1, 8, 8, s * i)) for i in range(1, 10)),
+        "inter": sum(_count(m.LinearGlobalInterContext(heads=i), (1, 8, 8, s * i)) for i in range(1, 10)),
+        "intra": 9 * _count2(m.LinearGlobalIntraContext(), (1, 8, 8, s)),
+        "ep_anchor": sum(_count(m.EntropyParameters(2 * s), (1, 8, 8, 2 * M if i == 0 else 64 + 128 + 2 * M))
+                         for i in range(10)),
+        "ep_nonanchor": sum(_count(m.EntropyParameters(2 * s), (1, 8, 8, 64 + 2 * M if i == 0 else
+                                                                     64 * 3 + 128 + 2 * M)) for i in range(10)),
+        "lrp": 2 * sum(_count(m.LatentResidualPrediction(s), (1, 8, 8, M + s * i + s)) for i in range(10)),
+        "lrp_old": 2 * sum(_count(m.LatentResidualPrediction(s, old=True), (1, 8, 8, M + s * i + s))
+                           for i in range(10)),
+    }
+    assert counts == {"local": 755_220, "channel": 5_810_112, "inter": 4_633_344, "intra": 659_232,
+                      "ep_anchor": 3_837_440, "ep_nonanchor": 4_226_560, "lrp": 25_904_640,
+                      "lrp_old": 61_786_720}
+    eb = _count(EntropyBottleneck(192), (1, 4, 4, 192))
+    transforms = 4_396_352 + 1_881_024 + 16_685_600
+    contexts = sum(v for k, v in counts.items() if k != "lrp_old")
+    assert eb == 11_712
+    assert transforms + 14_700_172 + eb + contexts == 83_501_408
+    assert transforms + 12_033_612 + eb + contexts - counts["lrp"] + counts["lrp_old"] == 116_716_928
+
+
+def _count2(module, shape):
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+    v = jax.eval_shape(module.init, jax.random.key(0), x, x)
+    return sum(int(np.prod(t.shape)) for t in jax.tree_util.tree_leaves(v))

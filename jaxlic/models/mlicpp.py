@@ -1,8 +1,9 @@
 """MLIC++ (Jiang & Wang, arXiv 2307.15421; official code ``JiangWeibeta/MLIC``, ``MLIC++/``), in progress.
 
-This part: the transforms g_a, g_s (current and ``Old``), h_a, h_s, with the official state_dict naming
-(``g_a.analysis_transform.{k}``, ``g_s.synthesis_transform.{k}``, ``h_a.reduction.{k}``, ``h_s.increase.{k}``).
-The MEM++ entropy model (checkerboard, linear-attention contexts, LRP) and the codec plan follow.
+So far: the transforms g_a, g_s (current and ``Old``), h_a, h_s, and MEM++'s per-slice modules (checkerboard
+LocalContext, linear-attention global inter/intra contexts, channel context, entropy parameters, latent
+residual prediction, current and ``Old``), each matching the official module on the parity fixture, with the
+official state_dict naming. The assembled model (slices, mixed quantization) and its codec plan follow.
 """
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import re
 from typing import Any
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from jaxlic.layers.blocks import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, gelu
-from jaxlic.layers.conv import Conv, SubpelConv
+from jaxlic.layers.conv import Conv, DepthwiseConv, SubpelConv
 
 
 class AnalysisTransform(nn.Module):
@@ -81,6 +85,210 @@ class HyperSynthesis(nn.Module):
         x = gelu(Conv(m * 3 // 2, 3, precision=p, name="increase_4")(x))
         x = gelu(SubpelConv(m * 3 // 2, 2, precision=p, name="increase_6")(x))
         return Conv(m * 2, 3, precision=p, name="increase_8")(x)
+
+
+# --- checkerboard -----------------------------------------------------------------------------------------
+def anchor_mask(h: int, w: int) -> np.ndarray:
+    """1 at anchors ((row + col) odd, coded first), 0 at non-anchors; static, from the shape."""
+    r, c = np.mgrid[:h, :w]
+    return ((r + c) % 2 == 1).astype(np.float32)
+
+
+# --- per-slice context modules ------------------------------------------------------------------------------
+class ChannelContext(nn.Module):
+    """cat(yhat_<i) -> conv3x3 192, GELU, conv3x3 128, GELU, conv3x3 128 (keys ``fushion.{0,2,4}``, sic)."""
+
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        p = self.precision
+        x = gelu(Conv(192, 3, precision=p, name="fushion_0")(x))
+        x = gelu(Conv(128, 3, precision=p, name="fushion_2")(x))
+        return Conv(128, 3, precision=p, name="fushion_4")(x)
+
+
+class EntropyParameters(nn.Module):
+    """1x1 convs -> 320, GELU, -> 256, GELU, -> 128, GELU, -> 2 * slice_ch (scales, then means)."""
+
+    out: int = 64
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        for k, f in zip((0, 2, 4), (320, 256, 128)):
+            x = gelu(Conv(f, 1, precision=self.precision, name=f"fusion_{k}")(x))
+        return Conv(self.out, 1, precision=self.precision, name="fusion_6")(x)
+
+
+class LatentResidualPrediction(nn.Module):
+    """[hyper_means, yhat_<i, current] -> conv3x3 224, GELU, 128, GELU, slice_ch, then 0.5 tanh. ``old``: four
+    3x3 convs in -> in-d/4 -> in-d/2 -> in-3d/4 -> slice_ch with d = in - slice_ch (LatentResidualPredictionOld)."""
+
+    out: int = 32
+    old: bool = False
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        p, cin = self.precision, x.shape[-1]
+        d = cin - self.out
+        widths = (cin - d // 4, cin - d // 2, cin - 3 * d // 4) if self.old else (224, 128)
+        for k, f in enumerate(widths):
+            x = gelu(Conv(f, 3, precision=p, name=f"lrp_transform_{2 * k}")(x))
+        x = Conv(self.out, 3, precision=p, name=f"lrp_transform_{2 * len(widths)}")(x)
+        return 0.5 * jnp.tanh(x)
+
+
+def _qkv(x, which: str, precision):
+    """Queries, keys or values: 1x1 conv then depthwise 3x3 (``{which}.{0,1}``), created in the caller's scope."""
+    x = Conv(x.shape[-1], 1, precision=precision, name=f"{which}_0")(x)
+    return DepthwiseConv(3, precision=precision, name=f"{which}_1")(x)
+
+
+def _mlp(x, hidden: int, out: int, precision):
+    """1x1 -> hidden, GELU, depthwise 3x3, GELU, 1x1 -> out (``mlp.{0,2,4}``), in the caller's scope."""
+    x = gelu(Conv(hidden, 1, precision=precision, name="mlp_0")(x))
+    x = gelu(DepthwiseConv(3, precision=precision, name="mlp_2")(x))
+    return Conv(out, 1, precision=precision, name="mlp_4")(x)
+
+
+def _linear_attention(q, k, v, heads: int, key_mask=None):
+    """Per head on contiguous channel blocks: K softmax over positions, Q softmax over the head's channels,
+    out = (K~ V^T)^T Q~ (no 1/sqrt(d), no positions). (B, H, W, C) maps; ``key_mask`` (H, W) limits the
+    positions keys and values come from."""
+    b, h, w, c = q.shape
+    dh = c // heads
+    q, k, v = (t.reshape(b, h * w, heads, dh) for t in (q, k, v))
+    if key_mask is not None:
+        m = jnp.asarray(key_mask.reshape(1, h * w, 1, 1) > 0)
+        k = jnp.where(m, k, -jnp.inf)
+        v = jnp.where(m, v, 0.0)
+    k = jax.nn.softmax(k, axis=1)
+    q = jax.nn.softmax(q, axis=-1)
+    context = jnp.einsum("bnhk,bnhv->bhkv", k, v, precision=jax.lax.Precision.HIGHEST)
+    out = jnp.einsum("bhkv,bnhk->bnhv", context, q, precision=jax.lax.Precision.HIGHEST)
+    return out.reshape(b, h, w, c)
+
+
+class LinearGlobalInterContext(nn.Module):
+    """cat(yhat_<i) (32i channels, i heads of 32) over all positions -> reprojection 5x5 -> 96 = a;
+    skip(a) + mlp(a), 64 channels."""
+
+    heads: int = 1
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        p = self.precision
+        q, k, v = (_qkv(x, n, p) for n in ("queries", "keys", "values"))
+        att = _linear_attention(q, k, v, self.heads)
+        a = Conv(96, 5, precision=p, name="reprojection")(att)
+        return Conv(64, 1, precision=p, name="skip")(a) + _mlp(a, 128, 64, p)
+
+
+class LinearGlobalIntraContext(nn.Module):
+    """Queries from the previous slice at non-anchors, keys from it at anchors, values from the current slice's
+    anchors (2 heads of 16); output at non-anchors -> reprojection 5x5 -> 64 = a; a + mlp(a)."""
+
+    heads: int = 2
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, prev, anchors):
+        p = self.precision
+        m = anchor_mask(*prev.shape[1:3])
+        mm = jnp.asarray(m)[None, :, :, None]
+        q = _qkv(prev * (1 - mm), "queries", p)
+        k = _qkv(prev * mm, "keys", p)
+        v = _qkv(anchors, "values", p)
+        att = _linear_attention(q, k, v, self.heads, key_mask=m) * (1 - mm)
+        a = Conv(64, 5, precision=p, name="reprojection")(att)
+        return a + _mlp(a, 128, 64, p)
+
+
+def _local_bias_index(window: int = 5) -> np.ndarray:
+    """(window^2, window^2) index into the (2w-1)^2 relative-position table: (dr + w-1) * (2w-1) + (dc + w-1)."""
+    r, c = np.divmod(np.arange(window * window), window)
+    return (r[:, None] - r[None, :] + window - 1) * (2 * window - 1) + (c[:, None] - c[None, :] + window - 1)
+
+
+def _local_mask(h: int, w: int, window: int = 5) -> np.ndarray:
+    """(h, w, window^2, window^2): 0 where both window elements are anchors inside the image, else -100."""
+    half = window // 2
+    a = np.pad(anchor_mask(h, w), half)  # zero outside the image
+    dy, dx = np.divmod(np.arange(window * window), window)
+    inside = np.stack([a[y:y + h, x:x + w] for y, x in zip(dy, dx)], axis=-1) > 0  # (h, w, window^2)
+    return np.where(inside[..., :, None] & inside[..., None, :], 0.0, -100.0).astype(np.float32)
+
+
+class LocalContext(nn.Module):
+    """Checkerboard attention in 5x5 windows around every position, over the current slice's anchors."""
+
+    dim: int = 32
+    heads: int = 2
+    window: int = 5
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        p, wn, nh = self.precision, self.window, self.heads
+        b, h, w, c = x.shape
+        dh = c // nh
+        t = nn.LayerNorm(epsilon=1e-5, name="norm1")(x)
+        qkv = nn.Dense(3 * c, precision=p, name="qkv_proj")(t)
+        half = wn // 2
+        qkv = jnp.pad(qkv, ((0, 0), (half, half), (half, half), (0, 0)))  # zero padding after the projection
+        win = jnp.stack([qkv[:, y:y + h, x_:x_ + w] for y in range(wn) for x_ in range(wn)], axis=3)
+        # (b, h, w, n, 3c); within q, k, v channel d * heads + head (heads interleaved)
+        q, k, v = (win[..., i * c:(i + 1) * c].reshape(b, h, w, wn * wn, dh, nh) for i in range(3))
+        table = self.param("relative_position_table", nn.initializers.truncated_normal(0.02),
+                           ((2 * wn - 1) ** 2, nh))
+        bias = table[_local_bias_index(wn)]                      # (n, n, heads)
+        mask = jnp.asarray(_local_mask(h, w, wn))                # (h, w, n, n)
+        attn = jnp.einsum("bhwidn,bhwjdn->bhwnij", q * dh ** -0.5, k, precision=p)
+        attn = attn + jnp.moveaxis(bias, -1, 0) + mask[None, :, :, None]
+        attn = jax.nn.softmax(attn, axis=-1)
+        out = jnp.einsum("bhwnij,bhwjdn->bhwind", attn, v, precision=p)  # heads contiguous: channel n * dh + d
+        # ``fusion``: Conv2d(c, 2c, window, no padding) over each position's window = one dense layer
+        x = Conv(2 * c, wn, padding=0, precision=p, name="fusion")(out.reshape(b * h * w, wn, wn, c))
+        x = nn.Dense(2 * c, precision=p, name="proj")(x.reshape(b, h, w, 2 * c))
+        y = nn.LayerNorm(epsilon=1e-5, name="norm2")(x)
+        return x + _LocalMlp(4 * c, precision=p, name="mlp")(y)
+
+
+class _LocalMlp(nn.Module):
+    hidden: int
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        y = gelu(nn.Dense(self.hidden, precision=self.precision, name="fc1")(x))
+        return nn.Dense(x.shape[-1], precision=self.precision, name="fc2")(y)
+
+
+_CONTEXTS = ("local_context", "channel_context", "global_inter_context", "global_intra_context",
+             "entropy_parameters_anchor", "entropy_parameters_nonanchor", "lrp_anchor", "lrp_nonanchor")
+_LINEAR = ("qkv_proj", "proj", "fc1", "fc2")
+
+
+def context_key(key: str):
+    """Official key of a per-slice context module -> (flax path, layout), or None. ``name.{k}`` becomes
+    ``name_k``; Linear weights are transposed, LayerNorm weights are Flax's ``scale``."""
+    m = re.fullmatch(r"(%s)\.(\d+)\.(.+)\.(weight|bias)|(%s)\.(\d+)\.(relative_position_table)"
+                     % ("|".join(_CONTEXTS), "local_context"), key)
+    if not m:
+        return None
+    if m.group(7):
+        return ("params", f"local_context_{m.group(6)}", "relative_position_table"), "copy"
+    module, i, inner, leaf = m.group(1), m.group(2), m.group(3), m.group(4)
+    parts = re.sub(r"(\w+)\.(\d+)", r"\1_\2", inner).split(".")
+    path = ("params", f"{module}_{i}", *parts)
+    if parts[-1].startswith("norm"):
+        return path + ("scale" if leaf == "weight" else "bias",), "copy"
+    if leaf == "bias":
+        return path + ("bias",), "copy"
+    return path + ("kernel",), "linear" if parts[-1] in _LINEAR else "conv"
 
 
 _INDEXED = r"(analysis_transform|synthesis_transform|reduction|increase)\.(\d+)"
