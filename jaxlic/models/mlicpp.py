@@ -2,8 +2,9 @@
 
 So far: the transforms g_a, g_s (current and ``Old``), h_a, h_s, and MEM++'s per-slice modules (checkerboard
 LocalContext, linear-attention global inter/intra contexts, channel context, entropy parameters, latent
-residual prediction, current and ``Old``), each matching the official module on the parity fixture, with the
-official state_dict naming. The assembled model (slices, mixed quantization) and its codec plan follow.
+residual prediction, current and ``Old``), and the assembled model (``MLICPlusPlus``: training forward with the
+official mixed quantization, evaluation forward), matching the official code on the parity fixture, with the
+official state_dict naming. The codec plan (2 x slice_num coding steps), the converter CLI and configs follow.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlic.entropy import EntropyBottleneck, GaussianConditional
+from jaxlic.entropy.quantization import quantize, ste_round
 from jaxlic.layers.blocks import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, gelu
 from jaxlic.layers.conv import Conv, DepthwiseConv, SubpelConv
 
@@ -308,3 +311,110 @@ def transform_key(key: str):
     if leaf == "weight":
         return path + ("kernel",), "conv"
     return path + (leaf,), "copy"
+
+
+# --- the model --------------------------------------------------------------------------------------------------
+class MLICPlusPlus(nn.Module):
+    """MLIC++ with MEM++: slice_num channel slices, each coded as checkerboard anchors then non-anchors, with
+    local (checkerboard attention), global intra-slice and inter-slice (linear attention) and channel contexts,
+    and latent residual prediction. Submodule names follow the official state_dict (``local_context_{i}`` for
+    ``local_context.{i}``). ``old_g_s`` / ``old_lrp``: the ``Old`` modules of the 2023-09 checkpoints."""
+
+    N: int = 192
+    M: int = 320
+    slice_num: int = 10
+    context_window: int = 5  # stored by the official model but unused (LocalContext's window is 5)
+    old_g_s: bool = False
+    old_lrp: bool = False
+    precision: Any = None
+
+    downsampling = 64
+
+    @property
+    def slice_ch(self) -> int:
+        return self.M // self.slice_num
+
+    def setup(self):
+        N, M, p, s, n = self.N, self.M, self.precision, self.M // self.slice_num, self.slice_num
+        self.g_a = AnalysisTransform(N, M, p)
+        self.g_s = SynthesisTransform(N, M, self.old_g_s, p)
+        self.h_a = HyperAnalysis(N, p)
+        self.h_s = HyperSynthesis(N, M, p)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional()
+        self.local_context = [LocalContext(s, precision=p) for _ in range(n)]
+        self.channel_context = {i: ChannelContext(p) for i in range(1, n)}
+        self.global_inter_context = {i: LinearGlobalInterContext(s * i // 32, p) for i in range(1, n)}
+        self.global_intra_context = {i: LinearGlobalIntraContext(precision=p) for i in range(1, n)}
+        self.entropy_parameters_anchor = [EntropyParameters(2 * s, p) for _ in range(n)]
+        self.entropy_parameters_nonanchor = [EntropyParameters(2 * s, p) for _ in range(n)]
+        self.lrp_anchor = [LatentResidualPrediction(s, self.old_lrp, p) for _ in range(n)]
+        self.lrp_nonanchor = [LatentResidualPrediction(s, self.old_lrp, p) for _ in range(n)]
+
+    def __call__(self, x, training: bool = False, rng=None):
+        """Training forward (``training``: noise for the rates, STE rounding around the means for the decoder
+        and the contexts, as the official mixed quantization) or evaluation forward (rounding)."""
+        rz, ry = jax.random.split(rng) if training else (None, None)
+        y = self.g_a(x)
+        z = self.h_a(y)
+        _, z_lik = self.entropy_bottleneck(z, "noise" if training else "dequantize", rz)
+        z_hat = quantize(z, "ste", self.entropy_bottleneck.medians())
+        hyper = self.h_s(z_hat)
+        y_hat, scales, means = self.slices(y, hyper)
+        _, y_lik = self.gaussian_conditional(y, scales, means, "noise" if training else "dequantize", ry)
+        x_hat = self.g_s(y_hat)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}, "y": y, "z": z, "z_hat": z_hat,
+                "y_hat": y_hat, "scales": scales, "means": means, "hyper": hyper}
+
+    def slices(self, y, hyper):
+        """The multi-reference context model over all slices with STE rounding (forward): y_hat, scales, means."""
+        s, M = self.slice_ch, self.M
+        h, w = y.shape[1:3]
+        am = jnp.asarray(anchor_mask(h, w))[None, :, :, None]
+        nm = 1.0 - am
+        hyper_means = hyper[..., M:]
+        done, scales, means = [], [], []
+        for i in range(self.slice_num):
+            y_i = y[..., i * s:(i + 1) * s]
+            prev = jnp.concatenate(done, -1) if done else None
+            refs = [self.global_inter_context[i](prev), self.channel_context[i](prev)] if i else []
+            pa = self.entropy_parameters_anchor[i](jnp.concatenate(refs + [hyper], -1))
+            s_a, mu_a = am * pa[..., :s], am * pa[..., s:]
+            a_hat = ste_round(am * y_i - mu_a) + mu_a
+            a_hat = a_hat + am * self.lrp_anchor[i](jnp.concatenate([hyper_means, *done, a_hat], -1))
+            local = [self.local_context[i](a_hat)]
+            intra = [self.global_intra_context[i](done[-1], a_hat)] if i else []
+            pn = self.entropy_parameters_nonanchor[i](jnp.concatenate(local + intra + refs + [hyper], -1))
+            s_n, mu_n = nm * pn[..., :s], nm * pn[..., s:]
+            y_hat_i = a_hat + ste_round(nm * y_i - mu_n) + mu_n
+            y_hat_i = y_hat_i + nm * self.lrp_nonanchor[i](jnp.concatenate([hyper_means, *done, y_hat_i], -1))
+            done.append(y_hat_i)
+            scales.append(s_a + s_n)
+            means.append(mu_a + mu_n)
+        return jnp.concatenate(done, -1), jnp.concatenate(scales, -1), jnp.concatenate(means, -1)
+
+
+def mlicpp_key(key: str):
+    """Any official MLIC++ state_dict key -> (flax path, layout), or None (buffers)."""
+    from jaxlic.convert.compressai import entropy_bottleneck_key
+    if key == "gaussian_conditional.scale_table":
+        return ("constants", "gaussian_conditional", "scale_table"), "copy"
+    return transform_key(key) or context_key(key) or entropy_bottleneck_key(key)
+
+
+MLICPP_BUFFERS = (r".*relative_position_index",)
+
+
+def mlicpp_config(state_dict) -> dict:
+    """N, M, slice_num and the Old-module flags of an official MLIC++ state_dict, from its shapes and keys."""
+    sd = state_dict
+    try:
+        N = sd["h_a.reduction.0.weight"].shape[0]
+        M = sd["g_a.analysis_transform.6.weight"].shape[0]
+        slice_ch = sd["lrp_anchor.0.lrp_transform.4.weight"].shape[0] if "lrp_anchor.0.lrp_transform.6.weight" \
+            not in sd else sd["lrp_anchor.0.lrp_transform.6.weight"].shape[0]
+        old_g_s = sd["g_s.synthesis_transform.0.conv1.weight"].shape[0] != M
+    except KeyError as e:
+        raise ValueError(f"not an MLIC++ state_dict: no {e}") from None
+    return {"N": int(N), "M": int(M), "slice_num": int(M // slice_ch), "old_g_s": bool(old_g_s),
+            "old_lrp": "lrp_anchor.0.lrp_transform.6.weight" in sd}
