@@ -41,6 +41,9 @@ class TrainState:
     rng: jax.Array  # raw uint32 key, checkpointable
 
 
+_BEST = dict(best_fn=lambda metrics: metrics["val_loss"], best_mode="min")  # WORKDIR/best keeps the lowest
+
+
 class TrainingError(RuntimeError):
     pass
 
@@ -170,7 +173,7 @@ class Trainer:
         return ocp.CheckpointManager(os.path.abspath(os.path.join(self.workdir, "checkpoints")), options=opts)
 
     def _best_manager(self):
-        opts = ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m["val_loss"], best_mode="min",
+        opts = ocp.CheckpointManagerOptions(max_to_keep=1, **_BEST,
                                             enable_async_checkpointing=False)
         return ocp.CheckpointManager(os.path.abspath(os.path.join(self.workdir, "best")), options=opts)
 
@@ -323,8 +326,7 @@ def export_workdir(workdir: str, out: str, step: int | None = None, best: bool =
     directory = os.path.abspath(os.path.join(workdir, sub))
     if not os.path.isdir(directory):
         raise TrainingError(f"no {sub}/ in {workdir}" + (" (was val set in the config?)" if best else ""))
-    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-            best_fn=(lambda m: m["val_loss"]) if best else None, best_mode="min")) as mngr:
+    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(**(_BEST if best else {}))) as mngr:
         step = (mngr.best_step() if best else mngr.latest_step()) if step is None else step
         if step is None or step not in mngr.all_steps():
             raise TrainingError(f"{directory}: no checkpoint {'' if step is None else step} "
