@@ -26,7 +26,11 @@ def _parse_config(s: str | None) -> dict:
         k, _, v = item.partition("=")
         if not _:
             raise ValueError(f"bad --config item {item!r}; expected key=value")
-        out[k.strip()] = int(v) if v.strip().lstrip("-").isdigit() else float(v)
+        v = v.strip()
+        if v.lower() in ("true", "false"):
+            out[k.strip()] = v.lower() == "true"
+        else:
+            out[k.strip()] = int(v) if v.lstrip("-").isdigit() else float(v)
     return out
 
 
@@ -94,29 +98,13 @@ def cmd_init(args):
 
 
 def cmd_convert(args):
+    from jaxlic.convert.checkpoint import convert_checkpoint
+    name, config, _, variables, _ = convert_checkpoint(args.input, args.output, args.model,
+                                                       _parse_config(args.config), args.tables)
     import jax
-    import jax.numpy as jnp
-    from jaxlic.convert import convert_state_dict, load_torch_state_dict
-    from jaxlic.convert.compressai import compressai_tables
-    from jaxlic.export import save_model
-    from jaxlic.models import get_spec
-    spec = get_spec(args.model)
-    config = {**spec.defaults, **_parse_config(args.config)}
-    model = spec.build(**config)
-    x = jax.ShapeDtypeStruct((1, model.downsampling, model.downsampling, 3), jnp.float32)
-    template = jax.eval_shape(model.init, jax.random.key(0), x)
-    state_dict = load_torch_state_dict(args.input)
-    variables = convert_state_dict(state_dict, spec.key_map, template, spec.ignore)
-    tables = model.build_tables(variables)
-    if args.tables == "checkpoint":
-        for name in tables:
-            t = compressai_tables(state_dict, name)
-            if t is None:
-                raise ValueError(f"--tables checkpoint: {args.input} has no CDF buffers for {name}")
-            tables[name] = t
-    save_model(args.output, args.model, config, variables, tables)
-    print(f"wrote {args.output}: {args.model} {config}, {len(state_dict)} checkpoint arrays mapped, "
-          f"tables {'from the checkpoint' if args.tables == 'checkpoint' else 'rebuilt'}")
+    n = sum(v.size for v in jax.tree_util.tree_leaves(variables["params"]))
+    print(f"wrote {args.output}: {name} {config}, {n:,} parameters, tables "
+          f"{'from the checkpoint' if args.tables == 'checkpoint' else 'rebuilt from the weights'}")
 
 
 def cmd_build_dataset(args):
@@ -180,8 +168,8 @@ def build_parser():
     v = sub.add_parser("convert", help="official PyTorch checkpoint (.pth/.pth.tar/.npz state_dict) -> jaxlic")
     v.add_argument("input")
     v.add_argument("output")
-    v.add_argument("--model", required=True, choices=sorted(REGISTRY))
-    v.add_argument("--config", help="model config overrides, e.g. N=32,M=48")
+    v.add_argument("--model", choices=sorted(REGISTRY), help="default: detected from the checkpoint's keys")
+    v.add_argument("--config", help="model config overrides, e.g. N=32,M=48 (default: detected from the shapes)")
     v.add_argument("--tables", choices=["rebuild", "checkpoint"], default="rebuild",
                    help="rebuild the coding tables from the weights, or take the checkpoint's CDF buffers")
     v.set_defaults(fn=cmd_convert)

@@ -1,15 +1,19 @@
 """The generic codec driver (DESIGN decision 3).
 
-A model lists its coding steps; each step is a pure function ``(variables, decoded so far, latent shapes) ->
-(means, table indexes)`` for the elements it codes. ``compress`` and ``decompress`` run the very same jitted step
-functions in the same order; they differ only in whether the range coder writes or reads. The decoder
-therefore sees exactly the inputs the encoder saw, by construction.
+A model lists its coding steps. Each step codes a set of elements (a whole latent, or part of one: a slice's
+checkerboard anchors) with pure functions of the decoded state: ``predict`` gives the means and table indexes of
+its elements, ``update`` folds the decoded values into the state (for MLIC++ also the latent residual
+prediction). ``compress`` and ``decompress`` run the very same jitted step functions in the same order; they
+differ only in whether the range coder writes or reads. The decoder therefore sees exactly the inputs the
+encoder saw, by construction. Steps that share a table family share one range-coded stream, written in plan
+order (range coding is a queue).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import time
 from typing import Any, Callable, Mapping
 
 import jax
@@ -23,9 +27,24 @@ from jaxlic.entropy.tables import CodingTable
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    name: str     # the latent this step codes (key in the encoder's latents and in ``decoded``)
-    table: str    # which coding table family codes it
-    predict: Callable[..., tuple[jax.Array, jax.Array]]  # (module, variables, decoded, shapes) -> (means, indexes)
+    """``predict(module, variables, state, shapes) -> (means, indexes, state)`` for the elements this step codes,
+    in coding layout (flattened C-order is the order the coder sees); ``update(module, variables, state, values,
+    shapes) -> state`` with the decoded values (default ``state[name] = values``); ``select(module, latents) ->
+    values to code`` on the encoder side (default ``latents[name]``)."""
+
+    name: str     # the step's name (and, by default, the latent it codes)
+    table: str    # which coding table family codes it; also the stream it goes into
+    predict: Callable[..., tuple]
+    update: Callable[..., dict] | None = None
+    select: Callable[..., jax.Array] | None = None
+
+
+def _default_update(name):
+    return lambda m, v, state, values, shapes: {**state, name: values}
+
+
+def _default_select(name):
+    return lambda m, latents: latents[name]
 
 
 class DecodeError(ValueError):
@@ -64,44 +83,52 @@ class Codec:
         self.weights_hash = fingerprint({"variables": variables,
                                          "tables": {k: t.as_variables() for k, t in self.tables.items()}})
         self.steps = model.coding_steps()
+        self.streams = list(dict.fromkeys(s.table for s in self.steps))  # one stream per table family
         model_ = model
         self._analysis = jax.jit(lambda v, x: model_.apply(v, x, method="analysis"))
-        self._synthesis = jax.jit(lambda v, dec: model_.decode_image(v, dec))
-        self._predict = [jax.jit(lambda v, dec, shapes, s=s: s.predict(model_, v, dec, dict(shapes)),
+        self._synthesis = jax.jit(lambda v, state: model_.decode_image(v, state))
+        self._predict = [jax.jit(lambda v, state, shapes, s=s: s.predict(model_, v, state, dict(shapes)),
                                  static_argnums=2) for s in self.steps]
-
-    # Both directions turn symbols back into values with this one function.
-    @staticmethod
-    @jax.jit
-    def _dequantize(symbols, means):
-        return symbols.astype(means.dtype) + means
-
-    @staticmethod
-    @jax.jit
-    def _symbols(values, means):
-        return jnp.round(values - means).astype(jnp.int32)
+        # dequantization is part of the update, so both directions turn symbols into values in one place
+        self._update = [jax.jit(lambda v, state, sym, means, shapes, u=s.update or _default_update(s.name):
+                                u(model_, v, state, sym.astype(means.dtype) + means, dict(shapes)),
+                                static_argnums=4) for s in self.steps]
+        self._select = [jax.jit(lambda latents, means, s=s: jnp.round(
+            (s.select or _default_select(s.name))(model_, latents) - means).astype(jnp.int32)) for s in self.steps]
 
     def _shapes(self, height: int, width: int):
         m = self.model.downsampling
         ph, pw = height + (-height % m), width + (-width % m)
         return _frozen(self.model.latent_shapes(1, ph, pw))
 
-    def encode_latents(self, image: np.ndarray, coder: str = "constriction"):
-        """Returns (container, symbols per step); ``image`` is (H, W, 3) uint8."""
+    def encode_latents(self, image: np.ndarray, coder: str = "constriction", timings: list | None = None,
+                       indexes_out: dict | None = None):
+        """Returns (container, symbols per step); ``image`` is (H, W, 3) uint8. ``timings``, if given, receives
+        per step (name, network seconds, coder seconds); measuring synchronises every step. ``indexes_out``, if
+        given, receives each step's table indexes."""
         image = _check_image(image)
         backend = get_coder(coder)
         h, w = image.shape[:2]
         x = pad_to_multiple(image[None].astype(np.float32) / 255.0, self.model.downsampling)
-        latents = self._analysis(self.variables, jnp.asarray(x))
+        clock = _Clock(timings)
+        latents = clock.net(self._analysis(self.variables, jnp.asarray(x)))
+        clock.record("analysis")
         shapes = self._shapes(h, w)
-        decoded, streams, symbols = {}, [], {}
-        for step, predict in zip(self.steps, self._predict):
-            means, indexes = predict(self.variables, decoded, shapes)
-            sym = self._symbols(latents[step.name], means)
+        encoders = {t: backend.encoder() for t in self.streams}
+        state, symbols = {}, {}
+        for k, step in enumerate(self.steps):
+            means, indexes, state = self._predict[k](self.variables, state, shapes)
+            sym = self._select[k](latents, means)
             sym_np, idx_np = np.asarray(sym), np.asarray(indexes)
-            streams.append(backend.encode(sym_np.reshape(-1), idx_np.reshape(-1), self.tables[step.table]))
+            clock.net(None)
+            encoders[step.table].encode(sym_np.reshape(-1), idx_np.reshape(-1), self.tables[step.table])
+            clock.coder()
             symbols[step.name] = sym_np
-            decoded[step.name] = self._dequantize(sym, means)
+            if indexes_out is not None:
+                indexes_out[step.name] = idx_np
+            state = clock.net(self._update[k](self.variables, state, sym, means, shapes))
+            clock.record(step.name)
+        streams = [encoders[t].finish() for t in self.streams]
         c = Container(self.name, self.config_hash, backend.name, (h, w), {k: list(v) for k, v in shapes}, streams,
                       self.weights_hash)
         return c, symbols
@@ -110,8 +137,9 @@ class Codec:
         c, _ = self.encode_latents(image, coder)
         return write_container(c)
 
-    def decode_latents(self, data: bytes):
-        """Returns (reconstruction as float (H, W, 3) in the model's range, symbols per step)."""
+    def decode_latents(self, data: bytes, timings: list | None = None):
+        """Returns (reconstruction as float (H, W, 3) in the model's range, symbols per step); ``timings`` as
+        in ``encode_latents``."""
         c = read_container(data)
         if c.model != self.name:
             raise DecodeError(f"file was written by model {c.model!r}; this codec is {self.name!r}")
@@ -122,28 +150,63 @@ class Codec:
             raise DecodeError(f"file was written with other weights (hash {c.weights_hash}, "
                               f"this checkpoint {self.weights_hash}); use the checkpoint that wrote it")
         shapes = self._shapes(*c.image_size)
-        if _frozen(c.shapes) != shapes or len(c.streams) != len(self.steps):
+        if _frozen(c.shapes) != shapes or len(c.streams) != len(self.streams):
             raise DecodeError("file header does not match the model's latent layout (corrupt file)")
         try:
             backend = get_coder(c.coder)
         except (ImportError, ValueError) as e:
             raise DecodeError(f"file was written with the {c.coder!r} coder, which is not available here: {e}") from None
-        decoded, symbols = {}, {}
-        for step, predict, stream in zip(self.steps, self._predict, c.streams):
-            means, indexes = predict(self.variables, decoded, shapes)
-            idx_np = np.asarray(indexes)
-            try:
-                sym = backend.decode(stream, idx_np.reshape(-1), self.tables[step.table]).reshape(idx_np.shape)
-            except CodingError as e:
-                raise DecodeError(f"stream {step.name!r}: {e}") from None
-            symbols[step.name] = sym
-            decoded[step.name] = self._dequantize(jnp.asarray(sym), means)
-        x_hat = np.asarray(self._synthesis(self.variables, decoded))[0, :c.image_size[0], :c.image_size[1]]
-        return x_hat, symbols
+        clock = _Clock(timings)
+        state, symbols, where = {}, {}, self.streams[0]
+        try:
+            decoders = {t: backend.decoder(data) for t, data in zip(self.streams, c.streams)}
+            for k, step in enumerate(self.steps):
+                where = step.table
+                means, indexes, state = self._predict[k](self.variables, state, shapes)
+                idx_np = np.asarray(indexes)
+                clock.net(None)
+                sym = decoders[step.table].decode(idx_np.reshape(-1), self.tables[step.table]).reshape(idx_np.shape)
+                clock.coder()
+                symbols[step.name] = sym
+                state = clock.net(self._update[k](self.variables, state, jnp.asarray(sym), means, shapes))
+                clock.record(step.name)
+            for where in self.streams:
+                decoders[where].finish()
+        except CodingError as e:
+            raise DecodeError(f"stream {where!r}: {e}") from None
+        x_hat = np.asarray(clock.net(self._synthesis(self.variables, state)))
+        clock.record("synthesis")
+        return x_hat[0, :c.image_size[0], :c.image_size[1]], symbols
 
     def decompress(self, data: bytes) -> np.ndarray:
         """The decoded image, (H, W, 3) uint8."""
         return to_uint8(self.decode_latents(data)[0])
+
+
+class _Clock:
+    """Per-step network and coder wall time, only when asked for (blocking on results costs overlap)."""
+
+    def __init__(self, out: list | None):
+        self.out, self.t, self.net_s, self.coder_s = out, time.perf_counter(), 0.0, 0.0
+
+    def net(self, result):
+        if self.out is not None:
+            jax.block_until_ready(result)
+            now = time.perf_counter()
+            self.net_s += now - self.t
+            self.t = now
+        return result
+
+    def coder(self):
+        if self.out is not None:
+            now = time.perf_counter()
+            self.coder_s += now - self.t
+            self.t = now
+
+    def record(self, name: str):
+        if self.out is not None:
+            self.out.append((name, self.net_s, self.coder_s))
+            self.net_s = self.coder_s = 0.0
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Two range-coder backends over the same integer tables (DESIGN decision 5).
 
 ``encode(symbols, indexes, table) -> bytes`` codes each ``symbols[k]`` with table ``indexes[k]``; ``decode``
-inverts it given the same indexes. Values outside a table are sent as the escape symbol followed by an
+inverts it given the same indexes. ``encoder()`` / ``decoder(data)`` open one stream that several chunks go
+through in turn (a model's coding steps whose indexes depend on what was decoded before): range coding is a
+queue, so the decoder reads the chunks back in the order they were written. Values outside a table are sent as the escape symbol followed by an
 Elias-gamma code, so every int32 round-trips with either backend. The two backends write different bytes;
 the container records which one wrote a file.
 """
@@ -23,9 +25,28 @@ class CodingError(ValueError):
 class Coder(Protocol):
     name: str
 
+    def encoder(self): ...          # -> object with .encode(symbols, indexes, table) and .finish() -> bytes
+
+    def decoder(self, data: bytes): ...  # -> object with .decode(indexes, table) -> symbols and .finish()
+
     def encode(self, symbols: np.ndarray, indexes: np.ndarray, table: CodingTable) -> bytes: ...
 
     def decode(self, data: bytes, indexes: np.ndarray, table: CodingTable) -> np.ndarray: ...
+
+
+class _OneShot:
+    """``encode``/``decode`` of a single chunk, through the stream API."""
+
+    def encode(self, symbols, indexes, table) -> bytes:
+        enc = self.encoder()
+        enc.encode(symbols, indexes, table)
+        return enc.finish()
+
+    def decode(self, data, indexes, table) -> np.ndarray:
+        dec = self.decoder(data)
+        out = dec.decode(indexes, table)
+        dec.finish()
+        return out
 
 
 def _check(symbols: np.ndarray | None, indexes: np.ndarray, table: CodingTable):
@@ -55,7 +76,7 @@ def _groups(indexes: np.ndarray):
     return order, [(int(sorted_idx[s]), s, e) for s, e in zip(starts, ends) if e > s]
 
 
-class ConstrictionCoder:
+class ConstrictionCoder(_OneShot):
     """constriction's range coder (Rust). Symbols are coded grouped by table, in table order, which lets
     each group go through one vectorised call with a fixed categorical model; the decoder knows the
     indexes and therefore the grouping."""
@@ -75,10 +96,58 @@ class ConstrictionCoder:
             out.append(model(freq / freq.sum(), perfect=False))
         return out
 
+    # Escapes (values outside a table's support): zigzag z, its bit length n (0..33) with a uniform model, then
+    # the n-1 bits below the leading one in uniform chunks of at most 16 bits: 5 + n - 1 bits for a value of n
+    # bits (a 16-bit value costs 20 bits, a small one 6 to 9).
     @functools.cached_property
     def _bits(self):
-        model = self._cs.model.Categorical
-        return (model(np.full(34, 1 / 34), perfect=False), model(np.full(1 << 16, 2.0 ** -16), perfect=False))
+        return self._cs.model.Categorical(np.full(34, 1 / 34), perfect=False), self._cs.model.Uniform()
+
+    @staticmethod
+    def _chunks(nbits):
+        """(chunk index, which values have bits there, their chunk sizes in bits) of the n-1 mantissa bits."""
+        mant = np.maximum(nbits - 1, 0)
+        for c in range(2):
+            k = np.clip(mant - 16 * c, 0, 16)
+            if (k > 0).any():
+                yield c, k > 0, k[k > 0]
+
+    def encoder(self):
+        return _ConstrictionEncoder(self)
+
+    def decoder(self, data):
+        return _ConstrictionDecoder(self, data)
+
+    def _encode_escapes(self, enc, values):
+        z = np.where(values >= 0, 2 * values, -2 * values - 1).astype(np.int64)  # zigzag
+        nbits = np.zeros(len(z), np.int32)
+        rest = z.copy()
+        while rest.any():
+            nbits += rest > 0
+            rest >>= 1
+        n_model, uniform = self._bits
+        enc.encode(nbits, n_model)
+        mant = z - np.where(nbits > 0, 1 << np.maximum(nbits - 1, 0).astype(np.int64), 0)
+        for c, sel, k in self._chunks(nbits):
+            chunk = ((mant[sel] >> (16 * c)) & ((1 << k) - 1)).astype(np.int32)
+            enc.encode(chunk, uniform, (1 << k).astype(np.int32))
+
+    def _decode_escapes(self, dec, n):
+        n_model, uniform = self._bits
+        nbits = np.asarray(dec.decode(n_model, n), np.int64)
+        if nbits.max(initial=0) > 33:
+            raise CodingError("escape code out of range")
+        mant = np.zeros(n, np.int64)
+        for c, sel, k in self._chunks(nbits):
+            chunk = np.asarray(dec.decode(uniform, (1 << k).astype(np.int32)), np.int64)
+            mant[sel] |= chunk << (16 * c)
+        z = mant + np.where(nbits > 0, 1 << np.maximum(nbits - 1, 0), 0)
+        return np.where(z & 1, -(z + 1) // 2, z // 2)
+
+
+class _ConstrictionEncoder:
+    def __init__(self, coder: ConstrictionCoder):
+        self._c, self._enc = coder, coder._cs.queue.RangeEncoder()
 
     def encode(self, symbols, indexes, table):
         symbols, indexes = _check(symbols, indexes, table)
@@ -87,45 +156,36 @@ class ConstrictionCoder:
         is_esc = (values < 0) | (values >= escape)
         coded = np.where(is_esc, escape, values).astype(np.int32)
         order, groups = _groups(indexes)
-        models = self._models(table)
-        enc = self._cs.queue.RangeEncoder()
+        models = self._c._models(table)
         coded = coded[order]
         for i, s, e in groups:
-            enc.encode(coded[s:e], models[i])
+            self._enc.encode(coded[s:e], models[i])
         if is_esc.any():
-            self._encode_escapes(enc, values[order][is_esc[order]])
-        return enc.get_compressed().tobytes()
+            self._c._encode_escapes(self._enc, values[order][is_esc[order]])
 
-    def _encode_escapes(self, enc, values):
-        z = np.where(values >= 0, 2 * values, -2 * values - 1).astype(np.uint64)  # zigzag
-        nbits = np.zeros(len(z), np.int32)
-        rest = z.copy()
-        while rest.any():
-            nbits += rest > 0
-            rest >>= np.uint64(1)
-        n_model, chunk_model = self._bits
-        enc.encode(nbits, n_model)
-        for c in range(3):
-            sel = nbits > 16 * c
-            if sel.any():
-                enc.encode(((z[sel] >> np.uint64(16 * c)) & np.uint64(0xFFFF)).astype(np.int32), chunk_model)
+    def finish(self) -> bytes:
+        return self._enc.get_compressed().tobytes()
 
-    def decode(self, data, indexes, table):
-        _, indexes = _check(None, indexes, table)
+
+class _ConstrictionDecoder:
+    def __init__(self, coder: ConstrictionCoder, data):
         buf = bytes(data)
         if len(buf) % 4:
             raise CodingError("constriction stream length is not a multiple of 4 bytes")
-        dec = self._cs.queue.RangeDecoder(np.frombuffer(buf, np.uint32).copy())
+        self._c, self._dec = coder, coder._cs.queue.RangeDecoder(np.frombuffer(buf, np.uint32).copy())
+
+    def decode(self, indexes, table):
+        _, indexes = _check(None, indexes, table)
         order, groups = _groups(indexes)
-        models = self._models(table)
+        models = self._c._models(table)
         coded = np.empty(len(order), np.int64)
         try:
             for i, s, e in groups:
-                coded[s:e] = dec.decode(models[i], e - s)
+                coded[s:e] = self._dec.decode(models[i], e - s)
             escape = (table.cdf_length[indexes[order]] - 2).astype(np.int64)
             is_esc = coded == escape
             if is_esc.any():
-                coded[is_esc] = self._decode_escapes(dec, int(is_esc.sum()))
+                coded[is_esc] = self._c._decode_escapes(self._dec, int(is_esc.sum()))
         except (ValueError, RuntimeError, OverflowError) as e:
             raise CodingError(f"stream does not decode: {e}") from None
         values = np.empty_like(coded)
@@ -133,19 +193,8 @@ class ConstrictionCoder:
         values += table.offset[indexes]
         return values.astype(np.int32) if _fits(values) else _overflow()
 
-    def _decode_escapes(self, dec, n):
-        n_model, chunk_model = self._bits
-        nbits = np.asarray(dec.decode(n_model, n), np.int64)
-        if nbits.max(initial=0) > 33:
-            raise CodingError("escape code out of range")
-        z = np.zeros(n, np.uint64)
-        for c in range(3):
-            sel = nbits > 16 * c
-            if sel.any():
-                chunk = np.asarray(dec.decode(chunk_model, int(sel.sum())), np.uint64)
-                z[sel] |= chunk << np.uint64(16 * c)
-        z = z.astype(np.int64)
-        return np.where(z & 1, -(z + 1) // 2, z // 2)
+    def finish(self):
+        pass
 
 
 def _fits(v):
@@ -156,7 +205,7 @@ def _overflow():
     raise CodingError("decoded value does not fit in int32 (corrupt stream or wrong tables)")
 
 
-class TFCCoder:
+class TFCCoder(_OneShot):
     """tensorflow-compression's range coder ops (``tensorflow_compression_ops``, TF 2.17). Overflow is
     enabled by the negated precision in each lookup row; the ops then write escapes themselves."""
 
@@ -185,43 +234,83 @@ class TFCCoder:
     # and their symbols follow the range-coded bytes: [coded][k x int32][u32 k].
     SENTINEL = 1 << 28
 
+    def encoder(self):
+        return _TFCEncoder(self)
+
+    def decoder(self, data):
+        return _TFCDecoder(self, data)
+
+
+class _TFCEncoder:
+    """One range-encoder handle; a handle holds one lookup, so all chunks of a stream share one table."""
+
+    def __init__(self, coder: TFCCoder):
+        self._c, self._handle, self._table, self._extras = coder, None, None, []
+
     def encode(self, symbols, indexes, table):
         symbols, indexes = _check(symbols, indexes, table)
+        if self._handle is None:
+            self._handle, self._table = self._c._ops.create_range_encoder([], self._c._lookup(table)), table
+        elif table is not self._table:
+            raise ValueError("a tfc stream codes with a single table family")
         values = symbols - table.offset[indexes]
-        big = np.abs(values) >= self.SENTINEL
-        extras = symbols[big]  # the symbols themselves: always int32
-        values = np.where(big, np.sign(values) * self.SENTINEL, values).astype(np.int32)
-        tf, ops = self._tf, self._ops
-        handle = ops.create_range_encoder([], self._lookup(table))
-        handle = ops.entropy_encode_index(handle, tf.constant(indexes), tf.constant(values))
-        coded = ops.entropy_encode_finalize(handle).numpy()
+        big = np.abs(values) >= TFCCoder.SENTINEL
+        self._extras.append(symbols[big])  # the symbols themselves: always int32
+        values = np.where(big, np.sign(values) * TFCCoder.SENTINEL, values).astype(np.int32)
+        tf = self._c._tf
+        self._handle = self._c._ops.entropy_encode_index(self._handle, tf.constant(indexes), tf.constant(values))
+
+    def finish(self) -> bytes:
+        coded = b"" if self._handle is None else self._c._ops.entropy_encode_finalize(self._handle).numpy()
+        extras = np.concatenate(self._extras) if self._extras else np.zeros(0, np.int64)
         return coded + extras.astype("<i4").tobytes() + struct.pack("<I", len(extras))
 
-    def decode(self, data, indexes, table):
-        _, indexes = _check(None, indexes, table)
+
+class _TFCDecoder:
+    def __init__(self, coder: TFCCoder, data):
         data = bytes(data)
         if len(data) < 4:
             raise CodingError("tfc stream is truncated")
         (k,) = struct.unpack_from("<I", data, len(data) - 4)
         if 4 * k + 4 > len(data):
             raise CodingError("tfc stream is truncated or corrupt (bad escape count)")
-        coded, extras = data[:len(data) - 4 - 4 * k], np.frombuffer(data, "<i4", k, len(data) - 4 - 4 * k)
-        tf, ops = self._tf, self._ops
+        self._coded = data[:len(data) - 4 - 4 * k]
+        self._extras = np.frombuffer(data, "<i4", k, len(data) - 4 - 4 * k)
+        self._c, self._handle, self._table, self._used = coder, None, None, 0
+
+    def decode(self, indexes, table):
+        _, indexes = _check(None, indexes, table)
+        tf, ops = self._c._tf, self._c._ops
         try:
-            handle = ops.create_range_decoder(tf.constant(coded), self._lookup(table))
-            handle, values = ops.entropy_decode_index(handle, tf.constant(indexes), indexes.shape, tf.int32)
-            ok = bool(ops.entropy_decode_finalize(handle).numpy())
-        except (tf.errors.OpError, ValueError) as e:
+            if self._handle is None:
+                self._handle = ops.create_range_decoder(tf.constant(self._coded), self._c._lookup(table))
+                self._table = table
+            elif table is not self._table:
+                raise ValueError("a tfc stream codes with a single table family")
+            self._handle, values = ops.entropy_decode_index(self._handle, tf.constant(indexes), indexes.shape,
+                                                            tf.int32)
+        except tf.errors.OpError as e:
             raise CodingError(f"stream does not decode: {str(e).splitlines()[0]}") from None
-        if not ok:
-            raise CodingError("stream does not decode (range decoder sanity check failed)")
         values = values.numpy().astype(np.int64)
-        big = np.abs(values) >= self.SENTINEL
-        if int(big.sum()) != k:
+        big = np.abs(values) >= TFCCoder.SENTINEL
+        n = int(big.sum())
+        if self._used + n > len(self._extras):
             raise CodingError("stream does not decode (escape count mismatch)")
         values += table.offset[indexes]
-        values[big] = extras
+        values[big] = self._extras[self._used:self._used + n]
+        self._used += n
         return values.astype(np.int32) if _fits(values) else _overflow()
+
+    def finish(self):
+        if self._handle is not None:
+            try:
+                ok = bool(self._c._ops.entropy_decode_finalize(self._handle).numpy())
+            except self._c._tf.errors.OpError as e:
+                raise CodingError(f"stream does not decode: {str(e).splitlines()[0]}") from None
+            if not ok:
+                raise CodingError("stream does not decode (range decoder sanity check failed)")
+        if self._used != len(self._extras):
+            raise CodingError("stream does not decode (escape count mismatch)")
 
 
 _BACKENDS = {"constriction": ConstrictionCoder, "tfc": TFCCoder}

@@ -23,7 +23,7 @@ import struct
 import zlib
 
 MAGIC = b"JLIC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: shorter escape codes in constriction streams; one stream per table family
 CODERS = ("constriction", "tfc")  # ids are positions: append only
 _CRC = struct.Struct("<I")
 _MAX_DIM = 1 << 24

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from jaxlic.convert import compressai as _cai
+from jaxlic.models import mlicpp as _mlicpp
 from jaxlic.models.hyperprior import MeanScaleHyperprior
 
 
@@ -16,13 +17,28 @@ class ModelSpec:
     key_map: Callable[[str], tuple | None]  # PyTorch key -> (flax path, layout)
     ignore: tuple[str, ...]                # PyTorch buffers that carry no learned state
     description: str = ""
+    # official state_dict (prefixes stripped) -> config; raises ValueError if it is not this model
+    detect_config: Callable[[Mapping], dict] | None = None
+
+
+def _mbt2018_mean_config(sd) -> dict:
+    try:
+        return {"N": int(sd["g_a.0.weight"].shape[0]), "M": int(sd["g_a.6.weight"].shape[0])}
+    except KeyError as e:
+        raise ValueError(f"not an mbt2018-mean state_dict: no {e}") from None
 
 
 REGISTRY: dict[str, ModelSpec] = {
     "mbt2018-mean": ModelSpec(
         "mbt2018-mean", lambda **c: MeanScaleHyperprior(**c), {"N": 128, "M": 192},
         _cai.mbt2018_mean_key, _cai.COMPRESSAI_BUFFERS,
-        "Mean-scale hyperprior, Minnen et al. 2018 (CompressAI mbt2018-mean layout)"),
+        "Mean-scale hyperprior, Minnen et al. 2018 (CompressAI mbt2018-mean layout)", _mbt2018_mean_config),
+    "mlicpp": ModelSpec(
+        "mlicpp", lambda **c: _mlicpp.MLICPlusPlus(**c),
+        {"N": 192, "M": 320, "slice_num": 10, "context_window": 5, "old_g_s": False, "old_lrp": False},
+        _mlicpp.mlicpp_key, _cai.COMPRESSAI_BUFFERS + _mlicpp.MLICPP_BUFFERS,
+        "MLIC++, Jiang & Wang 2023 (official JiangWeibeta/MLIC layout; current and Old modules)",
+        _mlicpp.mlicpp_config),
 }
 
 
@@ -30,3 +46,18 @@ def get_spec(name: str) -> ModelSpec:
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")
     return REGISTRY[name]
+
+
+def detect_model(state_dict: Mapping) -> tuple[str, dict]:
+    """(model name, config) of an official state_dict, from its keys and shapes."""
+    found = []
+    for spec in REGISTRY.values():
+        try:
+            found.append((spec.name, {**spec.defaults, **spec.detect_config(state_dict)}))
+        except ValueError:
+            pass
+    if len(found) != 1:
+        raise ValueError("cannot tell which model this checkpoint holds "
+                         f"({'none' if not found else ', '.join(n for n, _ in found)} of {sorted(REGISTRY)} "
+                         "match its keys); pass --model")
+    return found[0]

@@ -87,8 +87,10 @@ class MeanScaleHyperprior(nn.Module):
         return {"y": (batch, height // 16, width // 16, self.M), "z": (batch, height // 64, width // 64, self.N)}
 
     def coding_steps(self) -> list[Step]:
-        return [Step("z", "entropy_bottleneck", lambda m, v, dec, shapes: m.apply(v, shapes["z"], method="predict_z")),
-                Step("y", "gaussian_conditional", lambda m, v, dec, shapes: m.apply(v, dec["z"], method="predict_y"))]
+        return [Step("z", "entropy_bottleneck",
+                     lambda m, v, state, shapes: (*m.apply(v, shapes["z"], method="predict_z"), state)),
+                Step("y", "gaussian_conditional",
+                     lambda m, v, state, shapes: (*m.apply(v, state["z"], method="predict_y"), state))]
 
     @staticmethod
     def build_tables(variables) -> dict:

@@ -1,10 +1,11 @@
-"""MLIC++ (Jiang & Wang, arXiv 2307.15421; official code ``JiangWeibeta/MLIC``, ``MLIC++/``), in progress.
+"""MLIC++ (Jiang & Wang, arXiv 2307.15421; official code ``JiangWeibeta/MLIC``, ``MLIC++/``).
 
-So far: the transforms g_a, g_s (current and ``Old``), h_a, h_s, and MEM++'s per-slice modules (checkerboard
-LocalContext, linear-attention global inter/intra contexts, channel context, entropy parameters, latent
-residual prediction, current and ``Old``), and the assembled model (``MLICPlusPlus``: training forward with the
-official mixed quantization, evaluation forward), matching the official code on the parity fixture, with the
-official state_dict naming. The codec plan (2 x slice_num coding steps), the converter CLI and configs follow.
+The transforms g_a, g_s (current and ``Old``), h_a, h_s, and MEM++: per channel slice, checkerboard anchors then
+non-anchors, with a local context (checkerboard attention), global intra- and inter-slice contexts (linear
+attention), a channel context and latent residual prediction (current and ``Old``). Submodule names follow the
+official state_dict. The training forward uses the official mixed quantization; the codec plan is z, then each
+slice's anchors and non-anchors (2 x slice_num + 1 jitted steps, shared by encoder and decoder), coding symbols
+in the official order.
 """
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlic.codec import Step
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
+from jaxlic.entropy.factorized import factorized_table
+from jaxlic.entropy.gaussian import gaussian_table
 from jaxlic.entropy.quantization import quantize, ste_round
 from jaxlic.layers.blocks import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, gelu
 from jaxlic.layers.conv import Conv, DepthwiseConv, SubpelConv
@@ -368,30 +372,136 @@ class MLICPlusPlus(nn.Module):
 
     def slices(self, y, hyper):
         """The multi-reference context model over all slices with STE rounding (forward): y_hat, scales, means."""
-        s, M = self.slice_ch, self.M
-        h, w = y.shape[1:3]
-        am = jnp.asarray(anchor_mask(h, w))[None, :, :, None]
+        s = self.slice_ch
+        am = jnp.asarray(anchor_mask(*y.shape[1:3]))[None, :, :, None]
         nm = 1.0 - am
-        hyper_means = hyper[..., M:]
         done, scales, means = [], [], []
         for i in range(self.slice_num):
             y_i = y[..., i * s:(i + 1) * s]
-            prev = jnp.concatenate(done, -1) if done else None
-            refs = [self.global_inter_context[i](prev), self.channel_context[i](prev)] if i else []
-            pa = self.entropy_parameters_anchor[i](jnp.concatenate(refs + [hyper], -1))
-            s_a, mu_a = am * pa[..., :s], am * pa[..., s:]
-            a_hat = ste_round(am * y_i - mu_a) + mu_a
-            a_hat = a_hat + am * self.lrp_anchor[i](jnp.concatenate([hyper_means, *done, a_hat], -1))
-            local = [self.local_context[i](a_hat)]
-            intra = [self.global_intra_context[i](done[-1], a_hat)] if i else []
-            pn = self.entropy_parameters_nonanchor[i](jnp.concatenate(local + intra + refs + [hyper], -1))
-            s_n, mu_n = nm * pn[..., :s], nm * pn[..., s:]
-            y_hat_i = a_hat + ste_round(nm * y_i - mu_n) + mu_n
-            y_hat_i = y_hat_i + nm * self.lrp_nonanchor[i](jnp.concatenate([hyper_means, *done, y_hat_i], -1))
-            done.append(y_hat_i)
+            refs, s_a, mu_a = self._anchor_params(i, done, hyper)
+            s_a, mu_a = am * s_a, am * mu_a
+            a_hat = self._after_anchor(i, done, hyper, ste_round(am * y_i - mu_a) + mu_a)
+            s_n, mu_n = self._nonanchor_params(i, done, hyper, refs, a_hat)
+            s_n, mu_n = nm * s_n, nm * mu_n
+            done.append(self._after_nonanchor(i, done, hyper, a_hat + ste_round(nm * y_i - mu_n) + mu_n))
             scales.append(s_a + s_n)
             means.append(mu_a + mu_n)
         return jnp.concatenate(done, -1), jnp.concatenate(scales, -1), jnp.concatenate(means, -1)
+
+    # The four stages of slice i, shared by the forward above and the codec steps below. ``done`` are the
+    # decoded slices before i, (B, h, w, slice_ch) each.
+    def _anchor_params(self, i, done, hyper):
+        """Inter-slice and channel contexts (reused by the non-anchors) and the anchors' scales and means."""
+        s = self.slice_ch
+        refs = []
+        if i:
+            prev = jnp.concatenate(done, -1)
+            refs = [self.global_inter_context[i](prev), self.channel_context[i](prev)]
+        p = self.entropy_parameters_anchor[i](jnp.concatenate(refs + [hyper], -1))
+        return refs, p[..., :s], p[..., s:]
+
+    def _after_anchor(self, i, done, hyper, a_hat):
+        """Anchors' latent residual prediction; ``a_hat`` is zero at the non-anchors and stays so."""
+        am = jnp.asarray(anchor_mask(*a_hat.shape[1:3]))[None, :, :, None]
+        return a_hat + am * self.lrp_anchor[i](jnp.concatenate([hyper[..., self.M:], *done, a_hat], -1))
+
+    def _nonanchor_params(self, i, done, hyper, refs, a_hat):
+        """Local (checkerboard attention) and intra-slice contexts from the decoded anchors, plus refs."""
+        s = self.slice_ch
+        local = [self.local_context[i](a_hat)]
+        intra = [self.global_intra_context[i](done[-1], a_hat)] if i else []
+        p = self.entropy_parameters_nonanchor[i](jnp.concatenate(local + intra + refs + [hyper], -1))
+        return p[..., :s], p[..., s:]
+
+    def _after_nonanchor(self, i, done, hyper, y_hat_i):
+        nm = 1.0 - jnp.asarray(anchor_mask(*y_hat_i.shape[1:3]))[None, :, :, None]
+        return y_hat_i + nm * self.lrp_nonanchor[i](jnp.concatenate([hyper[..., self.M:], *done, y_hat_i], -1))
+
+    # --- codec plan: z, then per slice its anchors and its non-anchors (2 x slice_num + 1 steps) -------------
+    # Coding layout is the official one: z as (B, C, h, w); y elements of a step as (B, slice_ch, h, w/2), the
+    # checkerboard half squeezed (ckbd_*_sequeeze), so the flattened symbols and indexes are in official order.
+    def analysis(self, x):
+        y = self.g_a(x)
+        return {"y": y, "z": self.h_a(y)}
+
+    def predict_z(self, shape):
+        b, h, w, c = shape
+        means = jnp.broadcast_to(self.entropy_bottleneck.medians()[None, :, None, None], (b, c, h, w))
+        indexes = jnp.broadcast_to(jnp.arange(c, dtype=jnp.int32)[None, :, None, None], (b, c, h, w))
+        return means, indexes
+
+    def update_z(self, z_hat):
+        return {"hyper": self.h_s(jnp.transpose(z_hat, (0, 2, 3, 1))), "done": []}
+
+    def predict_anchor(self, state, i):
+        refs, scales, means = self._anchor_params(i, state["done"], state["hyper"])
+        sq = lambda t: jnp.transpose(ckbd_squeeze(t, anchors=True), (0, 3, 1, 2))
+        indexes = self.gaussian_conditional.build_indexes(sq(scales))
+        return sq(means), indexes, {**state, "refs": refs}
+
+    def update_anchor(self, state, values, i):
+        a_hat = ckbd_unsqueeze(jnp.transpose(values, (0, 2, 3, 1)), anchors=True)
+        return {**state, "anchor": self._after_anchor(i, state["done"], state["hyper"], a_hat)}
+
+    def predict_nonanchor(self, state, i):
+        scales, means = self._nonanchor_params(i, state["done"], state["hyper"], state["refs"], state["anchor"])
+        sq = lambda t: jnp.transpose(ckbd_squeeze(t, anchors=False), (0, 3, 1, 2))
+        return sq(means), self.gaussian_conditional.build_indexes(sq(scales)), state
+
+    def update_nonanchor(self, state, values, i):
+        y_hat_i = state["anchor"] + ckbd_unsqueeze(jnp.transpose(values, (0, 2, 3, 1)), anchors=False)
+        y_hat_i = self._after_nonanchor(i, state["done"], state["hyper"], y_hat_i)
+        return {"hyper": state["hyper"], "done": state["done"] + [y_hat_i]}
+
+    def synthesis(self, y_hat):
+        return self.g_s(y_hat)
+
+    # --- plumbing used by jaxlic.codec ---
+    def latent_shapes(self, batch: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
+        return {"y": (batch, height // 16, width // 16, self.M), "z": (batch, height // 64, width // 64, self.N)}
+
+    def coding_steps(self) -> list[Step]:
+        s = self.slice_ch
+        steps = [Step("z", "entropy_bottleneck",
+                      lambda m, v, state, shapes: (*m.apply(v, shapes["z"], method="predict_z"), state),
+                      lambda m, v, state, values, shapes: m.apply(v, values, method="update_z"),
+                      lambda m, latents: jnp.transpose(latents["z"], (0, 3, 1, 2)))]
+        for i in range(self.slice_num):
+            for part, anchors in (("anchor", True), ("nonanchor", False)):
+                steps.append(Step(
+                    f"y{i}_{part}", "gaussian_conditional",
+                    lambda m, v, state, shapes, i=i, p=part: m.apply(v, state, i, method=f"predict_{p}"),
+                    lambda m, v, state, values, shapes, i=i, p=part: m.apply(v, state, values, i,
+                                                                            method=f"update_{p}"),
+                    lambda m, latents, i=i, a=anchors: jnp.transpose(
+                        ckbd_squeeze(latents["y"][..., i * s:(i + 1) * s], anchors=a), (0, 3, 1, 2))))
+        return steps
+
+    @staticmethod
+    def build_tables(variables) -> dict:
+        return {"entropy_bottleneck": factorized_table(variables["params"]["entropy_bottleneck"]),
+                "gaussian_conditional": gaussian_table(variables["constants"]["gaussian_conditional"]["scale_table"])}
+
+    def decode_image(self, variables, state):
+        return self.apply(variables, jnp.concatenate(state["done"], -1), method="synthesis")
+
+
+def ckbd_squeeze(x, anchors: bool):
+    """(B, h, w, C) -> (B, h, w/2, C): per row the anchors (or non-anchors), left to right. Anchors sit at odd
+    columns of even rows and even columns of odd rows."""
+    b, h, w, c = x.shape
+    pairs = x.reshape(b, h, w // 2, 2, c)
+    second = jnp.asarray((np.arange(h) + anchors) % 2 == 1)[None, :, None, None]
+    return jnp.where(second, pairs[:, :, :, 1], pairs[:, :, :, 0])
+
+
+def ckbd_unsqueeze(x, anchors: bool):
+    """Inverse of ``ckbd_squeeze``, zeros at the other half."""
+    b, h, w2, c = x.shape
+    second = jnp.asarray((np.arange(h) + anchors) % 2 == 1)[None, :, None, None]
+    zero = jnp.zeros_like(x)
+    pairs = jnp.stack([jnp.where(second, zero, x), jnp.where(second, x, zero)], axis=3)
+    return pairs.reshape(b, h, 2 * w2, c)
 
 
 def mlicpp_key(key: str):

@@ -1,0 +1,159 @@
+"""MLIC++'s real codec: 2 x slice_num + 1 coding steps (z, then per slice its checkerboard anchors and
+non-anchors) against the official compress/decompress on ../shared/fixtures/mlicpp, and exact round trips."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import coder_params, nhwc, rel_err
+from helpers import converted
+from jaxlic.codec import Codec, to_uint8
+from jaxlic.coding.container import read_container, write_container
+from jaxlic.convert.compressai import compressai_tables
+
+TOL = 1e-5
+
+
+def _squeeze(a, anchors: bool):
+    """(B, C, h, w) -> (B, C, h, w/2): the official ckbd_{anchor,nonanchor}_sequeeze, written independently."""
+    rows = [a[:, :, r, (r + anchors) % 2::2] for r in range(a.shape[2])]
+    return np.stack(rows, axis=2)
+
+
+def _official_order(out, slice_ch):
+    """Per (slice, part) segment of the official y symbols: the official arrays in that layout, (B, C, h, w/2)."""
+    segs = []
+    for sl, part, start, length in out["codec_y_segments"]:
+        pick = lambda a: _squeeze(a[:, sl * slice_ch:(sl + 1) * slice_ch], anchors=part == 0)
+        segs.append((int(sl), int(part), slice(int(start), int(start + length)), pick))
+    return segs
+
+
+@pytest.fixture(scope="module", params=["mlicpp"])
+def official(request):
+    return (request.param,) + converted(request.param)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("coder", coder_params())
+@pytest.mark.parametrize("tables", ["rebuilt", "checkpoint"])
+def test_codec_matches_official(official, coder, tables):
+    """Symbols and scale-table indexes in the official coding order (z, then per slice anchors, non-anchors),
+    identical except within float tolerance of a rounding or table boundary (counted); decoded latents and image
+    equal to the official decompress to 1e-5; decode(encode) exact."""
+    fixture, name, config, model, variables, sd, out = official
+    t = model.build_tables(variables)
+    if tables == "checkpoint":
+        t = {k: compressai_tables(sd, k) for k in t}
+    codec = Codec(name, model, variables, t, config)
+    x = nhwc(out["x"])
+    s = model.slice_ch
+    scale_table = sd["gaussian_conditional.scale_table"].astype(np.float64)
+    y, means, scales = out["y"].astype(np.float64), out["means_hat"].astype(np.float64), out["scales_hat"]
+    counts = {"y_symbols": 0, "y_indexes": 0, "z_symbols": 0}
+    for b in range(x.shape[0]):
+        img = np.round(x[b] * 255).astype(np.uint8)
+        if not np.array_equal(img.astype(np.float32) / 255, x[b]):
+            pytest.skip("fixture input is not an 8-bit image")
+        idx = {}
+        c, sym = codec.encode_latents(img, coder, indexes_out=idx)
+        steps = [st.name for st in codec.steps]
+        assert steps == ["z"] + [f"y{i}_{p}" for i in range(model.slice_num) for p in ("anchor", "nonanchor")]
+        for (sl, part, seg, pick), step in zip(_official_order(out, s), steps[1:]):
+            assert step == f"y{sl}_{'anchor' if part == 0 else 'nonanchor'}"
+            n = seg.stop - seg.start
+            ref_sym = out["codec_y_symbols"][seg].reshape((x.shape[0], -1))[b]
+            ref_idx = out["codec_y_indexes"][seg].reshape((x.shape[0], -1))[b]
+            assert sym[step].size * x.shape[0] == n
+            res = pick(y - means)[b].reshape(-1)
+            near = np.abs(np.abs(res - np.floor(res)) - 0.5) <= TOL * np.abs(y).max()
+            counts["y_symbols"] += _compare(sym[step].reshape(-1), ref_sym, near, step)
+            sc = np.maximum(pick(scales)[b].reshape(-1).astype(np.float64), 0.11)
+            near_t = (np.abs(sc[:, None] - scale_table[None, :]) <= TOL * sc[:, None]).any(1)
+            counts["y_indexes"] += _compare(idx[step].reshape(-1), ref_idx, near_t, step + " indexes")
+        zres = nhwc(out["z"])[b] - sd["entropy_bottleneck.quantiles"][:, 0, 1]
+        near = np.abs(np.abs(zres - np.floor(zres)) - 0.5) <= TOL * np.abs(out["z"]).max()
+        counts["z_symbols"] += _compare(sym["z"].reshape(-1), out["codec_z_symbols"][b],
+                                        np.transpose(near, (2, 0, 1)).reshape(-1), "z")
+        x_hat, sym2 = codec.decode_latents(write_container(c))
+        for k in sym:
+            np.testing.assert_array_equal(sym[k], sym2[k], err_msg=k)
+        err = rel_err(x_hat, nhwc(out["codec_x_hat"])[b])
+        print(f"{fixture} b={b} {coder} {tables} tables: decoded x_hat max relative error {err:.2e}; streams "
+              f"{[len(v) for v in c.streams]} bytes (official z {out['codec_z_string_lengths'].tolist()}, "
+              f"y {out['codec_y_string_lengths'].tolist()}); differing at a boundary {counts}")
+        assert err <= TOL
+
+
+def _compare(got, ref, near, what):
+    diff = got != ref
+    bad = diff & ~near
+    assert not bad.any(), f"{what}: {int(bad.sum())} of {diff.size} differ away from any boundary"
+    return int(diff.sum())
+
+
+def test_codec_plan_is_two_steps_per_slice():
+    """20 y steps at the official 10 slices (plus z), each coding exactly its checkerboard half of its slice."""
+    from jaxlic.models.mlicpp import MLICPlusPlus, ckbd_squeeze, ckbd_unsqueeze
+    steps = MLICPlusPlus().coding_steps()
+    assert len(steps) == 21 and sum(st.table == "gaussian_conditional" for st in steps) == 20
+    a = np.arange(2 * 5 * 6 * 3, dtype=np.float32).reshape(2, 5, 6, 3)
+    r, c = np.mgrid[:5, :6]
+    for anchors in (True, False):
+        sq = np.asarray(ckbd_squeeze(a, anchors))
+        ref = np.stack([a[:, i, (i + anchors) % 2::2] for i in range(5)], 1)
+        np.testing.assert_array_equal(sq, ref)
+        keep = ((r + c) % 2 == 1) == anchors
+        np.testing.assert_array_equal(np.asarray(ckbd_unsqueeze(sq, anchors)), a * keep[None, :, :, None])
+
+
+@pytest.fixture(scope="module")
+def converted_mlicpp():
+    return converted("mlicpp", precision=None)
+
+
+@pytest.fixture(scope="module")
+def codec(converted_mlicpp):
+    name, config, model, variables, _, _ = converted_mlicpp
+    return Codec(name, model, variables, model.build_tables(variables), config)
+
+
+@pytest.mark.parametrize("coder", coder_params())
+@pytest.mark.parametrize("size", [(1, 1), (37, 100), (128, 64)])
+def test_round_trip_any_size(codec, coder, size):
+    """decode(encode(x)) gives the encoder's quantized latents exactly for sizes that are not multiples of 64 and
+    1x1; the decoded image is the synthesis of those latents, cropped."""
+    rng = np.random.default_rng(sum(size))
+    img = rng.integers(0, 256, size + (3,), dtype=np.uint8)
+    c, sym = codec.encode_latents(img, coder)
+    assert sum(int(np.count_nonzero(v)) for v in sym.values()) > 0
+    data = write_container(c)
+    x_hat, sym2 = codec.decode_latents(data)
+    for k in sym:
+        np.testing.assert_array_equal(sym[k], sym2[k], err_msg=k)
+    assert x_hat.shape == size + (3,)
+    np.testing.assert_array_equal(codec.decompress(data), to_uint8(x_hat))
+    assert read_container(data).image_size == size
+
+
+def test_round_trip_across_processes(converted_mlicpp, tmp_path):
+    """A file encoded here decodes in another process (its own compilation) to the same symbols, bit for bit."""
+    from jaxlic.export import load_model, save_model
+    name, config, model, variables, _, _ = converted_mlicpp
+    ckpt = tmp_path / "mlicpp.npz"
+    save_model(str(ckpt), name, config, variables, model.build_tables(variables))
+    name, config, model, variables, tables = load_model(str(ckpt))
+    here = Codec(name, model, variables, tables, config)
+    img = np.random.default_rng(5).integers(0, 256, (70, 130, 3), dtype=np.uint8)
+    c, sym = here.encode_latents(img)
+    (tmp_path / "a.jlc").write_bytes(write_container(c))
+    script = ("import sys, numpy as np; from jaxlic.codec import Codec; from jaxlic.export import load_model;"
+              "n, c, m, v, t = load_model(sys.argv[1]); x, s = Codec(n, m, v, t, c).decode_latents("
+              "open(sys.argv[2], 'rb').read()); np.savez(sys.argv[3], x=x, **s)")
+    subprocess.run([sys.executable, "-c", script, str(ckpt), str(tmp_path / "a.jlc"), str(tmp_path / "d.npz")],
+                   check=True, timeout=600)
+    with np.load(tmp_path / "d.npz") as f:
+        for k in sym:
+            np.testing.assert_array_equal(f[k], sym[k], err_msg=k)
+        np.testing.assert_array_equal(to_uint8(f["x"]), here.decompress((tmp_path / "a.jlc").read_bytes()))
