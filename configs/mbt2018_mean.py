@@ -25,7 +25,7 @@ Any field can be overridden: ``--config.batch_size=16``, ``--config.data.source=
 """
 import os
 
-from jaxlic.training.config import parse_arg
+from jaxlic.training.config import base_config, parse_arg
 
 SHARED = os.environ.get("JAXLIC_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 
@@ -33,48 +33,9 @@ SHARED = os.environ.get("JAXLIC_SHARED", os.path.join(os.path.dirname(__file__),
 def get_config(arg=None):
     a = parse_arg(arg, lmbda=0.0130, runlocal=False, cpu=False, finetune=False, tiny=False, N=128, M=192,
                   loss="mse", steps=0)
-    import ml_collections
-    c = ml_collections.ConfigDict()
-    c.model = "mbt2018-mean"
-    c.model_config = dict(N=a.N, M=a.M)
-    c.seed = 0
-
-    c.loss = a.loss          # "mse": lmbda * 255^2 * MSE + bpp; "ms-ssim": lmbda * (1 - MS-SSIM) + bpp
+    c = base_config("mbt2018-mean", dict(N=a.N, M=a.M), SHARED)
+    c.loss = a.loss
     c.lmbda = a.lmbda
-
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "folder"  # "folder": image folders (paths); "tfds": a TFDS dataset in array_record form
-    c.data.name = ""          # tfds: e.g. "clic", "div2k", or "local_images/bsds500" from `jaxlic build-dataset`
-    c.data.split = "train"
-    c.data.data_dir = ""      # tfds: default ~/tensorflow_datasets
-    c.data.manual_dir = ""    # tfds: prepare a missing dataset from archives here
-    c.data.image_key = "image"  # tfds feature holding the image (div2k: "hr")
-    c.data.paths = (os.path.join(SHARED, "datasets", "bsds500", "train"),
-                    os.path.join(SHARED, "datasets", "bsds500", "test"))
-    c.data.crop = 256
-    c.data.flip = True
-    c.data.small = "pad"      # images smaller than the crop: "pad" (edge) or "skip"
-    c.batch_size = 8          # global batch, split over devices and hosts
-
-    # Validation (eval-mode loss on centre crops) every eval_every steps; the best checkpoint is kept in
-    # WORKDIR/best. Off when paths is empty: do not validate on the test set (Kodak) you report on.
-    c.val = ml_collections.ConfigDict(dict(paths=(), crop=256, max_images=0))
-    c.eval_every = 5000
-    c.init_from = ""          # an exported model.npz to start from (e.g. fine-tuning another lambda)
-    c.tensorboard = True      # event files in WORKDIR/tensorboard (metrics.jsonl is always written)
-
-    c.total_steps = 1_000_000
-    c.optim = ml_collections.ConfigDict()
-    c.optim.lr = 1e-4
-    c.optim.warmup_steps = 0
-    c.optim.decay_steps = (900_000,)  # learning rate x0.1 at each
-    c.optim.clip_norm = 1.0
-    c.optim.aux_lr = 1e-3             # the factorized prior's quantiles (aux loss), own Adam
-
-    c.mesh = (("data", -1),)
-    c.log_every = 100
-    c.ckpt_every = 5000
-    c.keep = 3
 
     if a.cpu:
         # The shipped models (jaxlic/assets): a narrower model (N=64, M=96: 1.75M parameters, 3.5 MB in float16)

@@ -178,18 +178,35 @@ def _linear_attention(q, k, v, heads: int, key_mask=None):
     return out.reshape(b, h, w, c)
 
 
+def _softmax_attention(q, k, v, heads: int, key_mask=None):
+    """Ordinary attention over all positions, softmax(QK^T / sqrt(d)) V per head: what MLIC+ used and MLIC++
+    replaced; quadratic in the number of positions. Only for comparison (``attention="softmax"``)."""
+    b, h, w, c = q.shape
+    dh = c // heads
+    q, k, v = (t.reshape(b, h * w, heads, dh) for t in (q, k, v))
+    scores = jnp.einsum("bnhd,bmhd->bhnm", q * dh ** -0.5, k, precision=jax.lax.Precision.HIGHEST)
+    if key_mask is not None:
+        scores = jnp.where(jnp.asarray(key_mask.reshape(1, 1, 1, h * w) > 0), scores, -jnp.inf)
+    out = jnp.einsum("bhnm,bmhd->bnhd", jax.nn.softmax(scores, axis=-1), v, precision=jax.lax.Precision.HIGHEST)
+    return out.reshape(b, h, w, c)
+
+
+_ATTENTION = {"linear": _linear_attention, "softmax": _softmax_attention}
+
+
 class LinearGlobalInterContext(nn.Module):
     """cat(yhat_<i) (32i channels, i heads of 32) over all positions -> reprojection 5x5 -> 96 = a;
     skip(a) + mlp(a), 64 channels."""
 
     heads: int = 1
     precision: Any = None
+    attention: str = "linear"
 
     @nn.compact
     def __call__(self, x):
         p = self.precision
         q, k, v = (_qkv(x, n, p) for n in ("queries", "keys", "values"))
-        att = _linear_attention(q, k, v, self.heads)
+        att = _ATTENTION[self.attention](q, k, v, self.heads)
         a = Conv(96, 5, precision=p, name="reprojection")(att)
         return Conv(64, 1, precision=p, name="skip")(a) + _mlp(a, 128, 64, p)
 
@@ -200,6 +217,7 @@ class LinearGlobalIntraContext(nn.Module):
 
     heads: int = 2
     precision: Any = None
+    attention: str = "linear"
 
     @nn.compact
     def __call__(self, prev, anchors):
@@ -209,7 +227,7 @@ class LinearGlobalIntraContext(nn.Module):
         q = _qkv(prev * (1 - mm), "queries", p)
         k = _qkv(prev * mm, "keys", p)
         v = _qkv(anchors, "values", p)
-        att = _linear_attention(q, k, v, self.heads, key_mask=m) * (1 - mm)
+        att = _ATTENTION[self.attention](q, k, v, self.heads, key_mask=m) * (1 - mm)
         a = Conv(64, 5, precision=p, name="reprojection")(att)
         return a + _mlp(a, 128, 64, p)
 
@@ -331,6 +349,7 @@ class MLICPlusPlus(nn.Module):
     old_g_s: bool = False
     old_lrp: bool = False
     precision: Any = None
+    attention: str = "linear"  # "softmax": MLIC+'s quadratic global attention, for comparisons only
 
     downsampling = 64
 
@@ -348,8 +367,11 @@ class MLICPlusPlus(nn.Module):
         self.gaussian_conditional = GaussianConditional()
         self.local_context = [LocalContext(s, precision=p) for _ in range(n)]
         self.channel_context = {i: ChannelContext(p) for i in range(1, n)}
-        self.global_inter_context = {i: LinearGlobalInterContext(s * i // 32, p) for i in range(1, n)}
-        self.global_intra_context = {i: LinearGlobalIntraContext(precision=p) for i in range(1, n)}
+        if self.attention not in _ATTENTION:
+            raise ValueError(f"attention must be one of {sorted(_ATTENTION)}, got {self.attention!r}")
+        self.global_inter_context = {i: LinearGlobalInterContext(s * i // 32, p, self.attention) for i in range(1, n)}
+        self.global_intra_context = {i: LinearGlobalIntraContext(precision=p, attention=self.attention)
+                                     for i in range(1, n)}
         self.entropy_parameters_anchor = [EntropyParameters(2 * s, p) for _ in range(n)]
         self.entropy_parameters_nonanchor = [EntropyParameters(2 * s, p) for _ in range(n)]
         self.lrp_anchor = [LatentResidualPrediction(s, self.old_lrp, p) for _ in range(n)]

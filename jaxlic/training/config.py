@@ -36,3 +36,50 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.get_config(arg or None)
+
+
+def base_config(model: str, model_config: dict, shared: str) -> ml_collections.ConfigDict:
+    """The fields every model's config has, at CompressAI-style defaults (``configs/*.py`` adjust them)."""
+    import os
+    c = ml_collections.ConfigDict()
+    c.model = model
+    c.model_config = dict(model_config)
+    c.seed = 0
+
+    c.loss = "mse"           # "mse": lmbda * 255^2 * MSE + bpp; "ms-ssim": lmbda * (1 - MS-SSIM) + bpp
+    c.lmbda = 0.0130
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "folder"  # "folder": image folders (paths); "tfds": a TFDS dataset in array_record form
+    c.data.name = ""          # tfds: e.g. "clic", "div2k", or "local_images/bsds500" from `jaxlic build-dataset`
+    c.data.split = "train"
+    c.data.data_dir = ""      # tfds: default ~/tensorflow_datasets
+    c.data.manual_dir = ""    # tfds: prepare a missing dataset from archives here
+    c.data.image_key = "image"  # tfds feature holding the image (div2k: "hr")
+    c.data.paths = (os.path.join(shared, "datasets", "bsds500", "train"),
+                    os.path.join(shared, "datasets", "bsds500", "test"))
+    c.data.crop = 256
+    c.data.flip = True
+    c.data.small = "pad"      # images smaller than the crop: "pad" (edge) or "skip"
+    c.batch_size = 8          # global batch, split over devices and hosts
+
+    # Validation (eval-mode loss on centre crops) every eval_every steps; the best checkpoint is kept in
+    # WORKDIR/best. Off when paths is empty: do not validate on the test set (Kodak) you report on.
+    c.val = ml_collections.ConfigDict(dict(paths=(), crop=256, max_images=0))
+    c.eval_every = 5000
+    c.init_from = ""          # an exported model.npz to start from (e.g. fine-tuning another lambda)
+    c.tensorboard = True      # event files in WORKDIR/tensorboard (metrics.jsonl is always written)
+
+    c.total_steps = 1_000_000
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 1e-4
+    c.optim.warmup_steps = 0
+    c.optim.decay_steps = (900_000,)  # learning rate x0.1 at each
+    c.optim.clip_norm = 1.0
+    c.optim.aux_lr = 1e-3             # the factorized prior's quantiles (aux loss), own Adam
+
+    c.mesh = (("data", -1),)
+    c.log_every = 100
+    c.ckpt_every = 5000
+    c.keep = 3
+    return c
