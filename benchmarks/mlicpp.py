@@ -75,7 +75,8 @@ def _image(path, size=None):
 
 
 def step_flops(codec, image):
-    """XLA's FLOP count of each coding step's jitted functions (predict + update), from their compiled HLO."""
+    """XLA's FLOP count of each coding step's jitted work (its prediction and the previous step's update, as the
+    codec fuses them; "synthesis" is the last update and g_s), from the compiled HLO."""
     import jax.numpy as jnp
     from jaxlic.codec import pad_to_multiple
 
@@ -87,17 +88,17 @@ def step_flops(codec, image):
     v = codec.variables
     x = jnp.asarray(pad_to_multiple(image[None].astype(np.float32) / 255.0, 64))
     out = {"analysis": flops(codec._analysis, v, x)}
-    latents = codec._analysis(v, x)
+    targets = codec._targets(codec._analysis(v, x))
     shapes = codec._shapes(*image.shape[:2])
-    state = {}
+    out[codec.steps[0].name] = flops(codec._first, v, {}, shapes)
+    means, _, state = codec._first(v, {}, shapes)
     for k, step in enumerate(codec.steps):
-        f = flops(codec._predict[k], v, state, shapes)
-        means, indexes, state = codec._predict[k](v, state, shapes)
-        sym = codec._select[k](latents, means)
-        f += flops(codec._update[k], v, state, sym, means, shapes)
-        state = codec._update[k](v, state, sym, means, shapes)
-        out[step.name] = f
-    out["synthesis"] = flops(codec._synthesis, v, state)
+        sym = codec._symbols(targets[k], means)
+        if k + 1 < len(codec.steps):
+            out[codec.steps[k + 1].name] = flops(codec._advance[k], v, state, sym, means, shapes)
+            means, _, state = codec._advance[k](v, state, sym, means, shapes)
+        else:
+            out["synthesis"] = flops(codec._finish, v, state, sym, means, shapes)
     return out
 
 

@@ -84,17 +84,29 @@ class Codec:
                                          "tables": {k: t.as_variables() for k, t in self.tables.items()}})
         self.steps = model.coding_steps()
         self.streams = list(dict.fromkeys(s.table for s in self.steps))  # one stream per table family
-        model_ = model
+        model_, steps, n = model, self.steps, len(self.steps)
+
+        def predict(k):
+            return lambda v, state, shapes: steps[k].predict(model_, v, state, dict(shapes))
+
+        def update(k):  # dequantization is part of the update: both directions turn symbols into values here
+            u = steps[k].update or _default_update(steps[k].name)
+            return lambda v, state, sym, means, shapes: u(model_, v, state, sym.astype(means.dtype) + means,
+                                                         dict(shapes))
+
+        # Step k's update is fused with step k+1's prediction, and the last update with the synthesis (the
+        # decoder's only): half as many functions to trace, lower and load from the compilation cache.
         self._analysis = jax.jit(lambda v, x: model_.apply(v, x, method="analysis"))
-        self._synthesis = jax.jit(lambda v, state: model_.decode_image(v, state))
-        self._predict = [jax.jit(lambda v, state, shapes, s=s: s.predict(model_, v, state, dict(shapes)),
-                                 static_argnums=2) for s in self.steps]
-        # dequantization is part of the update, so both directions turn symbols into values in one place
-        self._update = [jax.jit(lambda v, state, sym, means, shapes, u=s.update or _default_update(s.name):
-                                u(model_, v, state, sym.astype(means.dtype) + means, dict(shapes)),
-                                static_argnums=4) for s in self.steps]
-        self._select = [jax.jit(lambda latents, means, s=s: jnp.round(
-            (s.select or _default_select(s.name))(model_, latents) - means).astype(jnp.int32)) for s in self.steps]
+        self._first = jax.jit(predict(0), static_argnums=2)
+        self._advance = [jax.jit(lambda v, state, sym, means, shapes, u=update(k), p=predict(k + 1):
+                                 p(v, u(v, state, sym, means, shapes), shapes), static_argnums=4)
+                         for k in range(n - 1)]
+        self._finish = jax.jit(lambda v, state, sym, means, shapes, u=update(n - 1):
+                               model_.decode_image(v, u(v, state, sym, means, shapes)), static_argnums=4)
+        # encoder only: every step's elements from the latents (data movement), then symbols = round(x - mean)
+        self._targets = jax.jit(lambda latents: [(s.select or _default_select(s.name))(model_, latents)
+                                                 for s in steps])
+        self._symbols = jax.jit(lambda t, means: jnp.round(t - means).astype(jnp.int32))
 
     def _shapes(self, height: int, width: int):
         m = self.model.downsampling
@@ -104,8 +116,9 @@ class Codec:
     def encode_latents(self, image: np.ndarray, coder: str = "constriction", timings: list | None = None,
                        indexes_out: dict | None = None):
         """Returns (container, symbols per step); ``image`` is (H, W, 3) uint8. ``timings``, if given, receives
-        per step (name, network seconds, coder seconds); measuring synchronises every step. ``indexes_out``, if
-        given, receives each step's table indexes."""
+        per step (name, network seconds, coder seconds), the network time of a step being its prediction and the
+        previous step's update; measuring synchronises every step. ``indexes_out``, if given, receives each
+        step's table indexes."""
         image = _check_image(image)
         backend = get_coder(coder)
         h, w = image.shape[:2]
@@ -115,19 +128,21 @@ class Codec:
         clock.record("analysis")
         shapes = self._shapes(h, w)
         encoders = {t: backend.encoder() for t in self.streams}
-        state, symbols = {}, {}
+        targets = self._targets(latents)
+        symbols = {}
+        means, indexes, state = self._first(self.variables, {}, shapes)
         for k, step in enumerate(self.steps):
-            means, indexes, state = self._predict[k](self.variables, state, shapes)
-            sym = self._select[k](latents, means)
+            sym = self._symbols(targets[k], means)
             sym_np, idx_np = np.asarray(sym), np.asarray(indexes)
             clock.net(None)
             encoders[step.table].encode(sym_np.reshape(-1), idx_np.reshape(-1), self.tables[step.table])
             clock.coder()
+            clock.record(step.name)
             symbols[step.name] = sym_np
             if indexes_out is not None:
                 indexes_out[step.name] = idx_np
-            state = clock.net(self._update[k](self.variables, state, sym, means, shapes))
-            clock.record(step.name)
+            if k + 1 < len(self.steps):  # the encoder never needs the last update
+                means, indexes, state = self._advance[k](self.variables, state, sym, means, shapes)
         streams = [encoders[t].finish() for t in self.streams]
         c = Container(self.name, self.config_hash, backend.name, (h, w), {k: list(v) for k, v in shapes}, streams,
                       self.weights_hash)
@@ -157,24 +172,25 @@ class Codec:
         except (ImportError, ValueError) as e:
             raise DecodeError(f"file was written with the {c.coder!r} coder, which is not available here: {e}") from None
         clock = _Clock(timings)
-        state, symbols, where = {}, {}, self.streams[0]
+        symbols, where = {}, self.streams[0]
         try:
             decoders = {t: backend.decoder(data) for t, data in zip(self.streams, c.streams)}
+            means, indexes, state = self._first(self.variables, {}, shapes)
             for k, step in enumerate(self.steps):
                 where = step.table
-                means, indexes, state = self._predict[k](self.variables, state, shapes)
                 idx_np = np.asarray(indexes)
                 clock.net(None)
                 sym = decoders[step.table].decode(idx_np.reshape(-1), self.tables[step.table]).reshape(idx_np.shape)
                 clock.coder()
-                symbols[step.name] = sym
-                state = clock.net(self._update[k](self.variables, state, jnp.asarray(sym), means, shapes))
                 clock.record(step.name)
+                symbols[step.name] = sym
+                if k + 1 < len(self.steps):
+                    means, indexes, state = self._advance[k](self.variables, state, jnp.asarray(sym), means, shapes)
             for where in self.streams:
                 decoders[where].finish()
         except CodingError as e:
             raise DecodeError(f"stream {where!r}: {e}") from None
-        x_hat = np.asarray(clock.net(self._synthesis(self.variables, state)))
+        x_hat = np.asarray(clock.net(self._finish(self.variables, state, jnp.asarray(sym), means, shapes)))
         clock.record("synthesis")
         return x_hat[0, :c.image_size[0], :c.image_size[1]], symbols
 

@@ -12,6 +12,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def _no_persistent_compilation_cache():
+    """train.py compiles fresh (only the CLI and eval.py use JAX's persistent compilation cache), but the CLI
+    tests switch that cache on for the whole pytest process. On XLA:CPU (jax 0.5.3) the donated training step
+    loaded from it computes differently from a fresh compile at the last bit, and the resumption tests check
+    exact equality (validation rounds, so one ulp can change a symbol), so these tests compile fresh too."""
+    import jax
+    from jax._src import compilation_cache
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    yield
+    jax.config.update("jax_enable_compilation_cache", enabled)
+    compilation_cache.reset_cache()
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     d = tmp_path_factory.mktemp("images")
