@@ -34,7 +34,10 @@ step); ``runlocal`` is the check that it all works:
 
 ``runlocal``: the fixture's reduced width (N=64, M=96, 3 slices of 32: 10.5M parameters, the context modules'
 hard-coded widths dominate), 128^2 crops of BSDS500 train (validation: 8 test images), batch 4, Adam 3e-4 with
-50 warm-up steps and x0.1 at 90%, 600 steps.
+50 warm-up steps and x0.1 at 90%, 600 steps. Measured on this repository's 2-core CPU (jax 0.10.2): 6 min wall;
+training RD loss 186.2 (first 25 steps) -> 6.88 (step 600), validation loss 19.2 (step 100) -> 9.1; eval.py on
+Kodak with real files: 0.2563 bpp (estimate 0.2559), 22.33 dB PSNR-RGB, MS-SSIM 0.809
+(``benchmarks/results/mlicpp_runlocal_kodak_results.json``). A check that it all works, not a useful model.
 """
 import os
 
