@@ -24,17 +24,34 @@ def coder_params():
     return params
 
 
+def _missing(what: str):
+    """Where JAXLIC_SHARED is set (CI sets it), missing shared data is an error in the setup, not a reason to
+    skip: a parity test that skips silently checks nothing. Without it, a checkout lacking ../shared skips."""
+    if os.environ.get("JAXLIC_SHARED"):
+        pytest.fail(f"{what} (JAXLIC_SHARED={os.environ['JAXLIC_SHARED']})", pytrace=False)
+    pytest.skip(f"{what} (set JAXLIC_SHARED)")
+
+
 def fixture_dir(name: str) -> pathlib.Path:
     d = FIXTURES / name
     if not (d / "outputs.npz").exists():
-        pytest.skip(f"parity fixture {d} not found (set JAXLIC_SHARED)")
+        _missing(f"parity fixture {d} not found")
     return d
+
+
+def fixture_file(name: str, file: str) -> pathlib.Path:
+    """A file of a fixture that only visible fixtures carry (``intermediates.npz``): skip, with the reason, where
+    the fixture has none."""
+    path = fixture_dir(name) / file
+    if not path.exists():
+        pytest.skip(f"{path} absent: fixture {name!r} has no {file} (hidden-style fixtures carry none)")
+    return path
 
 
 def kodak_images() -> list[pathlib.Path]:
     files = sorted(KODAK.glob("kodim*.png"))
     if not files:
-        pytest.skip(f"Kodak images not found in {KODAK} (set JAXLIC_SHARED)")
+        _missing(f"Kodak images not found in {KODAK}")
     return files
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FIXTURES, KODAK, coder_params
+from conftest import KODAK, coder_params, fixture_dir, kodak_images
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +25,7 @@ def run(*args, ok=True):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpt")
-    weights = FIXTURES / "mbt2018_mean" / "weights.npz"
-    if not weights.exists():
-        pytest.skip("parity fixture not found")
+    weights = fixture_dir("mbt2018_mean") / "weights.npz"
     run("convert", weights, d / "m.npz", "--model", "mbt2018-mean", "--config", "N=32,M=48")
     run("init", d / "other.npz", "--model", "mbt2018-mean", "--config", "N=32,M=48", "--seed", "3")
     return d / "m.npz", d / "other.npz"
@@ -35,9 +33,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.mark.parametrize("coder", coder_params())
 def test_two_processes_byte_identical_png(tmp_path, checkpoint, coder):
-    src = KODAK / "kodim23.png"
-    if not src.exists():
-        pytest.skip("Kodak not found")
+    src = kodak_images()[22]
     ck = checkpoint[0]
     run("compress", src, tmp_path / "a.jlc", "--checkpoint", ck, "--coder", coder)
     run("decompress", tmp_path / "a.jlc", tmp_path / "a.png", "--checkpoint", ck)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxlic.entropy.bounds import lower_bound
-from jaxlic.layers import GDN, Conv, ConvTranspose, SubpelConv, pixel_shuffle
+from jaxlic.layers import GDN, Conv, ConvTranspose, DepthwiseConv, SubpelConv, pixel_shuffle
 
 
 def torch_conv2d(x, w, b, stride, pad):
@@ -92,12 +92,50 @@ def test_pixel_shuffle_is_pytorch_order():
                 np.testing.assert_array_equal(got[0, dy::2, dx::2, c], x[0, :, :, c * 4 + 2 * dy + dx])
 
 
-def test_subpel_conv_shape_and_values():
-    layer = SubpelConv(5)
-    x = jnp.asarray(np.random.default_rng(4).normal(size=(1, 3, 4, 2)), jnp.float32)
-    v = layer.init(jax.random.key(0), x)
-    inner = Conv(20, 3).apply({"params": v["params"]["conv"]}, x)
-    np.testing.assert_array_equal(layer.apply(v, x), pixel_shuffle(inner, 2))
+def test_subpel_conv_matches_loop_definition():
+    """CompressAI's subpel_conv3x3: Conv2d(in, out * r^2, 3, padding=1) then PixelShuffle(r), written as loops
+    over output pixels: out[c, r*i + dy, r*j + dx] = conv[c * r^2 + r*dy + dx, i, j]."""
+    rng = np.random.default_rng(4)
+    r, cin, cout, (h, w) = 2, 2, 5, (3, 4)
+    x = rng.normal(size=(2, cin, h, w))
+    kernel = rng.normal(size=(cout * r * r, cin, 3, 3))
+    bias = rng.normal(size=cout * r * r)
+    conv = torch_conv2d(x, kernel, bias, 1, 1)
+    ref = np.zeros((2, cout, r * h, r * w))
+    for c in range(cout):
+        for i in range(r * h):
+            for j in range(r * w):
+                ref[:, c, i, j] = conv[:, c * r * r + r * (i % r) + j % r, i // r, j // r]
+    v = {"params": {"conv": {"kernel": jnp.asarray(kernel.transpose(2, 3, 1, 0), jnp.float32),
+                             "bias": jnp.asarray(bias, jnp.float32)}}}
+    got = SubpelConv(cout, r).apply(v, jnp.asarray(x.transpose(0, 2, 3, 1), jnp.float32))
+    np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,size", [(3, (5, 4)), (5, (3, 7)), (3, (1, 1))])
+def test_depthwise_conv_matches_grouped_conv_definition(k, size):
+    """Conv2d(C, C, k, padding=k//2, groups=C): each channel its own k x k cross-correlation (loop reference);
+    the gradient agrees with that of lax's grouped convolution."""
+    rng = np.random.default_rng(6)
+    c = 3
+    x = rng.normal(size=(2, c) + size)
+    w = rng.normal(size=(c, 1, k, k))
+    b = rng.normal(size=c)
+    ref = np.concatenate([torch_conv2d(x[:, i:i + 1], w[i:i + 1], b[i:i + 1], 1, k // 2) for i in range(c)], 1)
+    kernel = jnp.asarray(w.transpose(2, 3, 1, 0), jnp.float32)
+    v = {"params": {"kernel": kernel, "bias": jnp.asarray(b, jnp.float32)}}
+    xj = jnp.asarray(x.transpose(0, 2, 3, 1), jnp.float32)
+    got = DepthwiseConv(k).apply(v, xj)
+    np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), ref, rtol=1e-5, atol=1e-5)
+
+    def grouped(kernel, x):
+        return jnp.sum(jax.lax.conv_general_dilated(x, kernel, (1, 1), [(k // 2, k // 2)] * 2,
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                                    feature_group_count=c) ** 2)
+
+    ours = lambda kernel, x: jnp.sum((DepthwiseConv(k, use_bias=False).apply({"params": {"kernel": kernel}}, x)) ** 2)
+    for a, e in zip(jax.grad(ours, (0, 1))(kernel, xj), jax.grad(grouped, (0, 1))(kernel, xj)):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("inverse", [False, True])

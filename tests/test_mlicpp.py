@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import fixture_dir, nhwc, rel_err
+from conftest import fixture_dir, fixture_file, nhwc, rel_err
 from jaxlic.convert.common import convert_state_dict
 from jaxlic.convert.compressai import COMPRESSAI_BUFFERS
 from jaxlic.models.mlicpp import (AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform,
@@ -33,36 +33,68 @@ def _transforms(N, M, old=False):
             "h_s": HyperSynthesis(N, M)}
 
 
-def test_full_size_keys_match_manifest():
-    """Every entry of the official full-size state_dict (parameters and buffers) maps onto a parameter of the
-    same size or is a known buffer; no parameter is left without a key."""
+def _manifest_state_dict(fixture):
+    """The official full-size state_dict's names and shapes (manifest_full.json), as zero arrays that take no
+    memory, and the manifest's entry."""
     import json
-    from jaxlic.convert.compressai import entropy_bottleneck_key
-    from jaxlic.entropy.factorized import EntropyBottleneck
-    from jaxlic.models.mlicpp import context_key
-    manifest = json.loads((fixture_dir("mlicpp") / "manifest_full.json").read_text())["variants"][0]
-    sd = {e["name"]: np.zeros(e["shape"], np.float32) for e in manifest["entries"]}
-    template = _template(_transforms(192, 320))
-    template["params"]["entropy_bottleneck"] = jax.eval_shape(
-        EntropyBottleneck(192).init, jax.random.key(0), jax.ShapeDtypeStruct((1, 4, 4, 192), jnp.float32))["params"]
-    for i in range(10):
-        for name in ("local_context", "entropy_parameters_anchor", "entropy_parameters_nonanchor", "lrp_anchor",
-                     "lrp_nonanchor") + (("channel_context", "global_inter_context", "global_intra_context")
-                                         if i else ()):
-            cin = {"local_context": 32, "entropy_parameters_anchor": 640 if i == 0 else 832,
-                   "entropy_parameters_nonanchor": 704 if i == 0 else 960, "lrp_anchor": 352 + 32 * i,
-                   "lrp_nonanchor": 352 + 32 * i, "channel_context": 32 * i, "global_inter_context": 32 * i,
-                   "global_intra_context": 32}[name]
-            module = _context_module(name, i, 32)
-            args = [jax.ShapeDtypeStruct((1, 8, 8, cin), jnp.float32)] * (2 if name == "global_intra_context" else 1)
-            template["params"][f"{name}_{i}"] = jax.eval_shape(module.init, jax.random.key(0), *args)["params"]
+    manifest = json.loads((fixture_dir(fixture) / "manifest_full.json").read_text())["variants"][0]
+    sd = {e["name"]: np.broadcast_to(np.zeros((), np.float32), e["shape"]) for e in manifest["entries"]}
+    return sd, manifest
 
-    def key_map(k):
-        return transform_key(k) or context_key(k) or entropy_bottleneck_key(k)
 
-    ignore = COMPRESSAI_BUFFERS + (r".*relative_position_index", r"gaussian_conditional\.scale_table")
-    variables = convert_state_dict(sd, key_map, template, ignore)  # raises on anything missing or left over
-    assert sum(v.size for v in jax.tree_util.tree_leaves(variables)) == manifest["total_params"] == 83_501_408
+def _variant(fixture) -> bool:
+    import json
+    return json.loads((fixture_dir(fixture) / "config.json").read_text()).get("variant") == "old"
+
+
+def _convert_full_size(sd):
+    from jaxlic.models import detect_model, get_spec
+    name, config = detect_model(sd)
+    spec = get_spec(name)
+    model = spec.build(**config)
+    template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))
+    variables = convert_state_dict(sd, spec.key_map, template, spec.ignore)  # raises on anything unmapped
+    return name, config, sum(v.size for v in jax.tree_util.tree_leaves(variables["params"]))
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("fixture", ["mlicpp", "mlicpp_old"])
+@pytest.mark.parametrize("naming", ["1.2.8", "1.2.0b3"])
+def test_full_size_keys_match_manifest(fixture, naming):
+    """Every entry of the official full-size state_dict (parameters and buffers, both CompressAI namings of the
+    factorized prior) maps onto a parameter of the same shape or is a known buffer, no parameter is left
+    without a key, the detected configuration is the published one (with its Old modules where the fixture was
+    built with them), and the parameter count is the manifest's."""
+    sd, manifest = _manifest_state_dict(fixture)
+    if naming == "1.2.0b3":
+        aliases = manifest["aliases"]["compressai_1.2.0b3_name_of"]
+        sd = {aliases.get(k, k): v for k, v in sd.items()}
+        assert any(k.startswith("entropy_bottleneck._matrix") for k in sd)
+    name, config, count = _convert_full_size(sd)
+    official = manifest["config"]
+    old = _variant(fixture)
+    assert name == "mlicpp"
+    assert {k: config[k] for k in ("N", "M", "slice_num")} == {k: official[k] for k in ("N", "M", "slice_num")}
+    assert (config["old_g_s"], config["old_lrp"]) == (old, old)
+    assert count == manifest["total_params"]
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("old_g_s,old_lrp", [(True, False), (False, True)])
+def test_mixed_old_modules_detected(old_g_s, old_lrp):
+    """A checkpoint with only one of the two Old modules (the official g_s of one manifest, the LRPs of the
+    other): detected as such, every key mapped, and the count is the manifests' counts recombined."""
+    cur, m_cur = _manifest_state_dict("mlicpp")
+    old, m_old = _manifest_state_dict("mlicpp_old")
+    switched = lambda k: (k.startswith("g_s.") and old_g_s) or (k.startswith("lrp_") and old_lrp)
+    sd = {**{k: v for k, v in cur.items() if not switched(k)}, **{k: v for k, v in old.items() if switched(k)}}
+    params = lambda m, prefix: sum(int(np.prod(e["shape"])) for e in m["entries"]
+                                   if e["kind"] == "parameter" and e["name"].startswith(prefix))
+    expected = m_cur["total_params"] + (params(m_old, "g_s.") - params(m_cur, "g_s.")) * old_g_s + \
+        (params(m_old, "lrp_") - params(m_cur, "lrp_")) * old_lrp
+    name, config, count = _convert_full_size(sd)
+    assert (config["old_g_s"], config["old_lrp"]) == (old_g_s, old_lrp)
+    assert count == expected
 
 
 def _template(mods):
@@ -75,13 +107,13 @@ def _template(mods):
 def _load(fixture, *names):
     out = []
     for name in names:
-        with np.load(fixture_dir(fixture) / name) as f:
+        with np.load(fixture_file(fixture, name)) as f:
             out.append({k: f[k] for k in f.files})
     return out
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("fixture", ["mlicpp"])
+@pytest.mark.parametrize("fixture", ["mlicpp", "mlicpp_old"])
 def test_transforms_match_official(fixture):
     from jaxlic.models.mlicpp import mlicpp_config
     sd, out = _load(fixture, "weights.npz", "outputs.npz")
@@ -109,7 +141,7 @@ def test_transforms_match_official(fixture):
 
 
 
-def _context_module(name: str, i: int, slice_ch: int):
+def _context_module(name: str, i: int, slice_ch: int, old_lrp: bool = False):
     from jaxlic.models import mlicpp as m
     return {"local_context": lambda: m.LocalContext(slice_ch),
             "channel_context": lambda: m.ChannelContext(),
@@ -117,23 +149,24 @@ def _context_module(name: str, i: int, slice_ch: int):
             "global_intra_context": lambda: m.LinearGlobalIntraContext(),
             "entropy_parameters_anchor": lambda: m.EntropyParameters(2 * slice_ch),
             "entropy_parameters_nonanchor": lambda: m.EntropyParameters(2 * slice_ch),
-            "lrp_anchor": lambda: m.LatentResidualPrediction(slice_ch),
-            "lrp_nonanchor": lambda: m.LatentResidualPrediction(slice_ch)}[name]()
+            "lrp_anchor": lambda: m.LatentResidualPrediction(slice_ch, old_lrp),
+            "lrp_nonanchor": lambda: m.LatentResidualPrediction(slice_ch, old_lrp)}[name]()
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("fixture", ["mlicpp"])
+@pytest.mark.parametrize("fixture", ["mlicpp", "mlicpp_old"])
 def test_context_modules_match_official(fixture):
     """Every context submodule, fed the official inputs captured during the official forward, reproduces its
     official output (intermediates.npz)."""
-    from jaxlic.models.mlicpp import _local_bias_index, context_key
+    from jaxlic.models.mlicpp import _local_bias_index, context_key, mlicpp_config
     sd, inter = _load(fixture, "weights.npz", "intermediates.npz")
-    slice_ch = sd["lrp_anchor.0.lrp_transform.4.weight"].shape[0]
+    c = mlicpp_config(sd)
+    slice_ch = c["M"] // c["slice_num"]
     errors = {}
     for key in sorted(k for k in inter if k.endswith(".out")):
         name, i = key.split(".")[0], int(key.split(".")[1])
         inputs = [nhwc(inter[f"{name}.{i}.in{j}"]) for j in range(4) if f"{name}.{i}.in{j}" in inter]
-        module = _context_module(name, i, slice_ch)
+        module = _context_module(name, i, slice_ch, c["old_lrp"])
         t = jax.eval_shape(module.init, jax.random.key(0), *[jax.ShapeDtypeStruct(x.shape, jnp.float32)
                                                              for x in inputs])
         prefix = f"{name}.{i}."
@@ -186,7 +219,7 @@ def _count2(module, shape):
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("fixture", ["mlicpp"])
+@pytest.mark.parametrize("fixture", ["mlicpp", "mlicpp_old"])
 def test_forward_matches_official(fixture):
     """The assembled evaluation forward: every output of the official forward to 1e-5 (max relative error)."""
     from jaxlic.models.mlicpp import MLICPP_BUFFERS, MLICPlusPlus, mlicpp_config, mlicpp_key

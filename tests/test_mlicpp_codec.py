@@ -32,7 +32,7 @@ def _official_order(out, slice_ch):
     return segs
 
 
-@pytest.fixture(scope="module", params=["mlicpp"])
+@pytest.fixture(scope="module", params=["mlicpp", "mlicpp_old"])
 def official(request):
     return (request.param,) + converted(request.param)
 

@@ -155,6 +155,78 @@ def test_workdir_of_another_model_is_refused(images, tmp_path):
         Trainer(other, str(tmp_path)).run(progress=False)
 
 
+def test_stream_does_not_depend_on_run_length(images):
+    """The documented two-stage recipe resumes with other steps: the batches (fresh, and after restoring the
+    iterator's state in a run of another length) are the same whatever total_steps is."""
+    short, long = (Trainer(tiny(images, total_steps=n), "/tmp/unused") for n in (3, 10 ** 7))
+    a, b = iter(short.dataset()), iter(long.dataset())
+    first = [next(a) for _ in range(7)]  # 7 batches of 2 from 5 images: three epochs
+    for x in first:
+        np.testing.assert_array_equal(x, next(b))
+    state = a.get_state()
+    want = [next(a) for _ in range(3)]
+    c = iter(Trainer(tiny(images, total_steps=2 * 10 ** 6), "/tmp/unused").dataset())
+    c.set_state(state)
+    for x in want:
+        np.testing.assert_array_equal(x, next(c))
+
+
+def test_two_stage_run_matches_one_run(images, tmp_path):
+    """total_steps=2, then the same workdir resumed with total_steps=3, gives the losses of one 3-step run."""
+    full = Trainer(tiny(images), str(tmp_path / "a")).run(progress=False)
+    first = Trainer(tiny(images, total_steps=2), str(tmp_path / "b")).run(progress=False)
+    rest = Trainer(tiny(images, total_steps=3), str(tmp_path / "b")).run(progress=False)
+    assert [h["step"] for h in first + rest] == [1, 2, 3]
+    for a, b in zip(full, first + rest):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["bpp"] == pytest.approx(b["bpp"], rel=1e-6)
+
+
+def test_non_finite_loss_stops_with_step_and_term(images, tmp_path):
+    """A NaN distortion weight makes the loss (and so the gradient) non-finite at the first step: the run stops
+    there, naming the step and the terms, and the finite terms are not blamed."""
+    import re
+    with pytest.raises(TrainingError, match="non-finite") as e:
+        Trainer(tiny(images, lmbda=float("nan")), str(tmp_path)).run(progress=False)
+    m = re.search(r"non-finite ([\w, ]+) at step (\d+)", str(e.value))
+    terms = m.group(1).split(", ")
+    assert m.group(2) == "1" and "loss" in terms and "bpp" not in terms and "psnr" not in terms, str(e.value)
+
+
+def test_sigterm_saves_exits_and_resumes(images, tmp_path):
+    """SIGTERM mid-run: train.py saves the current step, exits cleanly (status 0) without exporting, and the
+    same command resumes from that step."""
+    import json
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    wd = tmp_path / "w"
+    cmd = [sys.executable, str(ROOT / "train.py"), f"--config={ROOT / 'configs' / 'mbt2018_mean.py'}:tiny",
+           f"--config.data.paths=('{images}',)", "--config.total_steps=100000", "--config.ckpt_every=100000",
+           "--config.tensorboard=False", f"--workdir={wd}"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not ((wd / "metrics.jsonl").exists() and
+                                              len((wd / "metrics.jsonl").read_text().splitlines()) >= 3):
+            time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=300)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err[-3000:]
+    saved = int(re.search(r"SIGTERM: saving step (\d+)", err).group(1))
+    logged = [json.loads(line)["step"] for line in (wd / "metrics.jsonl").read_text().splitlines()]
+    assert saved >= 3 and logged[-1] == saved
+    assert max(int(d.name) for d in (wd / "checkpoints").iterdir() if d.name.isdigit()) == saved
+    assert not (wd / "model.npz").exists()  # not finished: nothing exported
+    history = Trainer(tiny(images, total_steps=saved + 2), str(wd)).run(progress=False)
+    assert [h["step"] for h in history] == [saved + 1, saved + 2]
+
+
 def test_parse_arg():
     a = parse_arg("lmbda=0.0067,runlocal", lmbda=0.013, runlocal=False, name="x")
     assert a.lmbda == 0.0067 and a.runlocal is True and a.name == "x"

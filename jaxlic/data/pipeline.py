@@ -7,7 +7,6 @@ small dict saved with checkpoints, so a resumed run continues the same data stre
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Callable
 
 import grain
@@ -91,7 +90,7 @@ def _tfds_records(d: ml_collections.ConfigDict):
 
 
 def train_dataset(d: ml_collections.ConfigDict, local_batch: int, seed: int, process_index: int = 0,
-                  process_count: int = 1, min_examples: int = 0) -> grain.IterDataset:
+                  process_count: int = 1) -> grain.IterDataset:
     """Batches of uint8 crops (local_batch, crop, crop, 3) for this host, reshuffled every epoch.
 
     ``d``: the config's ``data`` (source "folder": paths; source "tfds": name, split, data_dir, manual_dir,
@@ -108,9 +107,9 @@ def train_dataset(d: ml_collections.ConfigDict, local_batch: int, seed: int, pro
     ds = grain.MapDataset.source(records)[process_index::process_count]
     if len(ds) == 0:
         raise ValueError(f"host {process_index} of {process_count} gets no images from {len(records)}")
-    # at least 10^6 examples (and enough for the run), so the stream does not depend on total_steps
-    epochs = max(math.ceil(min_examples / len(ds)), 1_000_000 // len(ds)) + 1
-    ds = ds.repeat(epochs).shuffle(seed=seed)
+    # An endless stream whose element k is fixed by (seed, k) alone: the shuffle permutes within each epoch with
+    # a seed of its own (index // len), so neither the run length nor a resume with other ``steps`` changes it.
+    ds = ds.shuffle(seed=seed).repeat()
     ds = ds.random_map(RandomCrop(load, d.crop, d.flip, d.small, warn=d.source != "folder"),
                        seed=seed + 1 + process_index)
     it = ds.to_iter_dataset()

@@ -201,14 +201,17 @@ class Trainer:
         return r["state"]
 
     # --- the loop ---------------------------------------------------------------------------------------
+    def dataset(self):
+        """This host's endless stream of training batches: fixed by the data config and the seed alone, so a run
+        resumed with other ``total_steps`` or ``steps`` continues the same stream."""
+        return train_dataset(self.c.data, self.local_batch, self.c.seed, jax.process_index(), jax.process_count())
+
     def run(self, steps: int | None = None, progress: bool = True) -> list[dict]:
         """Trains to total_steps (or ``steps`` more); returns each step's metrics (this process's view)."""
         c = self.c
         os.makedirs(self.workdir, exist_ok=True)
         lead = jax.process_index() == 0
-        data = train_dataset(c.data, self.local_batch, c.seed, jax.process_index(), jax.process_count(),
-                             min_examples=c.total_steps * self.local_batch)
-        data_it = iter(data)
+        data_it = iter(self.dataset())
         val = load_val_images(c.val, c.batch_size) if c.get("val") and c.val.paths else None
         mngr = self._manager()
         resuming = mngr.latest_step() is not None
