@@ -8,13 +8,13 @@ own code length, and the continuous model's (-log2 of the discretised Gaussian l
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import numpy as np
 from scipy import special
 
+from common import write
 from jaxlic.coding.coders import available_coders, get_coder
 from jaxlic.entropy import default_scale_table
 from jaxlic.entropy.gaussian import gaussian_table
@@ -24,7 +24,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--json", default="benchmarks/coders.json")
+    p.add_argument("--json", default=None, help="default: benchmarks/results/coders.json")
     args = p.parse_args(argv)
 
     scales = default_scale_table()
@@ -64,9 +64,7 @@ def main(argv=None):
         print(f"{r['coder']:14s} {r['encode_msym_s']:10.2f} {r['decode_msym_s']:10.2f} {r['bits_per_symbol']:9.4f} "
               f"{r['table_ideal_bits_per_symbol']:11.4f} {r['model_ideal_bits_per_symbol']:11.4f} "
               f"{100 * r['overhead_vs_model']:8.2f}%")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write({"rows": rows}, args.json, "coders.json")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ timed in its textbook form (lax.conv_transpose) to show what the phase form avoi
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from common import write
 from jaxlic.layers import GDN, Conv, ConvTranspose, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, SubpelConv
 
 
@@ -100,7 +99,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", default="benchmarks/layers.json")
+    p.add_argument("--json", default=None, help="default: benchmarks/results/layers.json")
     p.add_argument("--skip-textbook", action="store_true", help="skip the slow lax.conv_transpose reference")
     args = p.parse_args(argv)
     try:
@@ -126,9 +125,8 @@ def main(argv=None):
             row["torch_grad_ms"] = _time(lambda: tg(), repeat=args.repeat)
         rows.append(row)
         print(_fmt(row), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"jax": jax.__version__, "rows": rows}, f, indent=1)
+    write({"torch": torch.__version__ if torch else None, "torch_threads": args.threads, "rows": rows}, args.json,
+          "layers.json")
 
 
 def _fmt(r):

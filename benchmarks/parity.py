@@ -1,0 +1,74 @@
+"""Parity with the official models: max relative error of every forward output per fixture, float32, HIGHEST.
+
+    python benchmarks/parity.py [--shared ../shared] [--json OUT.json]
+
+For each fixture of a registered model in ``$JAXLIC_SHARED/fixtures`` (the model and its configuration are
+detected from the official state_dict): max |ours - official| / max |official| per output of the evaluation
+forward on the fixture's input. The tests (``pytest -m parity``) assert these stay <= 1e-5 and also check the
+codec's symbols and indexes; this writes the numbers the README quotes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common import write
+from jaxlic.convert import convert_state_dict
+from jaxlic.models import detect_model, get_spec
+
+# our forward's output -> the fixtures' outputs.npz key
+OUTPUTS = {"y": "y", "z": "z", "z_hat": "z_hat", "hyper": "hyper_params", "scales": "scales_hat",
+           "means": "means_hat", "y_hat": "y_hat", "x_hat": "x_hat"}
+
+
+def rel_err(a, ref) -> float:
+    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
+    return float(np.abs(a - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+def fixture_errors(d: pathlib.Path) -> dict:
+    with np.load(d / "weights.npz") as f:
+        sd = {k: f[k] for k in f.files}
+    with np.load(d / "outputs.npz") as f:
+        out = {k: f[k].transpose(0, 2, 3, 1) if f[k].ndim == 4 else f[k] for k in f.files}
+    name, config = detect_model(sd)
+    spec = get_spec(name)
+    model = spec.build(**config, precision=jax.lax.Precision.HIGHEST)
+    x = out["x"]
+    template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct(x.shape, jnp.float32))
+    variables = convert_state_dict(sd, spec.key_map, template, spec.ignore)
+    with jax.default_matmul_precision("highest"):
+        got = jax.jit(model.apply)(variables, jnp.asarray(x))
+    errors = {k: rel_err(got[k], out[ref]) for k, ref in OUTPUTS.items() if k in got and ref in out}
+    for k in ("y", "z"):
+        errors[f"{k}_likelihoods"] = rel_err(got["likelihoods"][k], out[f"{k}_likelihoods"])
+    return {"model": name, "config": config, "input": list(x.shape), "max_relative_error": errors}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    root = pathlib.Path(__file__).resolve().parents[1]
+    p.add_argument("--shared", default=os.environ.get("JAXLIC_SHARED", str(root.parent / "shared")))
+    p.add_argument("--json", default=None, help="default: benchmarks/results/parity.json")
+    args = p.parse_args(argv)
+    res = {}
+    for d in sorted((pathlib.Path(args.shared) / "fixtures").iterdir()):
+        if not (d / "weights.npz").exists():
+            continue
+        try:
+            res[d.name] = fixture_errors(d)
+        except ValueError as e:  # a fixture of a model jaxlic does not implement yet
+            print(f"{d.name:24s} skipped: {str(e).splitlines()[0]}")
+            continue
+        errs = res[d.name]["max_relative_error"]
+        print(f"{d.name:24s} " + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
+    write({"fixtures": res}, args.json, "parity.json")
+
+
+if __name__ == "__main__":
+    main()
