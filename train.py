@@ -37,18 +37,34 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every checkpoint step at INFO
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("jaxlic").setLevel(logging.INFO)
-    from jaxlic.errors import USER_ERRORS
-    from jaxlic.training.trainer import Trainer, TrainingError
-    try:
+    from jaxlic.errors import report
+    from jaxlic.training.trainer import Trainer
+
+    def train():
         history = Trainer(FLAGS.config, FLAGS.workdir).run(steps=FLAGS.steps)
-    except (TrainingError, *USER_ERRORS) as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
+        if FLAGS.history:
+            import json
+            with open(FLAGS.history, "w") as f:
+                json.dump(history, f)
+    status = report("train.py", train)
+    if status:
+        sys.exit(status)
+
+
+def _parse_flags(argv):
+    """absl exits 1 on --help and prints a traceback for a bad config argument; here --help exits 0 and a bad
+    flag or config argument is one line, exit status 2."""
+    if any(a in ("-h", "--help") for a in argv[1:]):
+        print(__doc__)
+        print(FLAGS.main_module_help())
+        sys.exit(0)
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        print(f"train.py: error: {lines[-1] if lines else e}", file=sys.stderr)
         sys.exit(2)
-    if FLAGS.history:
-        import json
-        with open(FLAGS.history, "w") as f:
-            json.dump(history, f)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -25,7 +25,7 @@ Any field can be overridden: ``--config.batch_size=16``, ``--config.data.source=
 """
 import os
 
-from jaxlic.training.config import base_config, parse_arg
+from jaxlic.training.config import base_config, make_tiny, parse_arg
 
 SHARED = os.environ.get("JAXLIC_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 
@@ -56,18 +56,10 @@ def get_config(arg=None):
     if a.runlocal:
         c.data.crop = 128
         c.batch_size = 4
-        c.total_steps = 2000
-        c.optim.decay_steps = (1800,)
+        c.total_steps = a.steps or 2000
+        c.optim.decay_steps = (int(c.total_steps * 0.9),)
         c.log_every = 50
         c.ckpt_every = 500
     if a.tiny:
-        c.model_config = dict(N=8, M=12)
-        c.data.crop = 64
-        c.batch_size = 2
-        c.total_steps = 3
-        c.optim.decay_steps = (2,)
-        c.log_every = 1
-        c.ckpt_every = 2
-        c.val.crop = 64
-        c.eval_every = 2
+        make_tiny(c, dict(N=8, M=12), a.steps)
     return c

@@ -41,7 +41,8 @@ Kodak with real files: 0.2563 bpp (estimate 0.2559), 22.33 dB PSNR-RGB, MS-SSIM 
 """
 import os
 
-from jaxlic.training.config import base_config, parse_arg
+from jaxlic.errors import UserError
+from jaxlic.training.config import base_config, make_tiny, parse_arg
 
 SHARED = os.environ.get("JAXLIC_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 
@@ -52,9 +53,9 @@ LAMBDAS = {"mse": (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483),
 def get_config(arg=None):
     a = parse_arg(arg, quality=4, lmbda=0.0, loss="mse", steps=0, runlocal=False, tiny=False)
     if a.loss not in LAMBDAS:
-        raise ValueError(f"loss must be one of {sorted(LAMBDAS)}, got {a.loss!r}")
+        raise UserError(f"loss must be one of {sorted(LAMBDAS)}, got {a.loss!r}")
     if not 1 <= a.quality <= 6:
-        raise ValueError(f"quality must be 1..6, got {a.quality}")
+        raise UserError(f"quality must be 1..6, got {a.quality}")
     c = base_config("mlicpp", dict(N=192, M=320, slice_num=10, context_window=5, old_g_s=False, old_lrp=False),
                     SHARED)
     c.loss = a.loss
@@ -84,13 +85,5 @@ def get_config(arg=None):
         c.val.max_images = 8
         c.eval_every = 100
     if a.tiny:  # tests: the smallest MLIC++ the official modules allow (slices of 32 channels)
-        c.model_config = dict(N=16, M=64, slice_num=2, context_window=5, old_g_s=False, old_lrp=False)
-        c.data.crop = 64
-        c.batch_size = 2
-        c.total_steps = a.steps or 3
-        c.optim.decay_steps = (2,)
-        c.log_every = 1
-        c.ckpt_every = 2
-        c.val.crop = 64
-        c.eval_every = 2
+        make_tiny(c, dict(N=16, M=64, slice_num=2, context_window=5, old_g_s=False, old_lrp=False), a.steps)
     return c

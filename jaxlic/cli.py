@@ -1,6 +1,8 @@
 """``jaxlic compress|decompress|info|convert|init|build-dataset|export``."""
 from __future__ import annotations
 
+from jaxlic.errors import UserError, report
+
 import argparse
 import os
 import sys
@@ -11,7 +13,9 @@ DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxlic", "xla")
 
 
 def enable_compilation_cache(path: str | None = None) -> None:
-    """JAX's persistent compilation cache, so a second CLI run does not compile again."""
+    """JAX's persistent compilation cache, so a second run does not compile again. Process-wide: the entry
+    points (the ``jaxlic`` command, eval.py) call it for their own process; importing jaxlic or calling
+    ``main`` does not."""
     import jax
     path = path or os.environ.get("JAXLIC_CACHE_DIR", DEFAULT_CACHE)
     os.makedirs(path, exist_ok=True)
@@ -25,7 +29,7 @@ def _parse_config(s: str | None) -> dict:
     for item in filter(None, (s or "").split(",")):
         k, _, v = item.partition("=")
         if not _:
-            raise ValueError(f"bad --config item {item!r}; expected key=value")
+            raise UserError(f"bad --config item {item!r}; expected key=value")
         v = v.strip()
         if v.lower() in ("true", "false"):
             out[k.strip()] = v.lower() == "true"
@@ -40,17 +44,18 @@ def _codec(args):
     from jaxlic import assets
     path = assets.resolve(args.checkpoint)
     if path is None:
-        raise ValueError(f"the default model ({assets.path(assets.DEFAULT)}) is not installed; pass --checkpoint "
+        raise UserError(f"the default model ({assets.path(assets.DEFAULT)}) is not installed; pass --checkpoint "
                          "FILE (make one with 'jaxlic convert', 'jaxlic init' or train.py)")
     name, config, model, variables, tables = load_model(path)
     if args.model and args.model != name:
-        raise ValueError(f"--model {args.model} but {path} holds a {name} checkpoint")
+        raise UserError(f"--model {args.model} but {path} holds a {name} checkpoint")
     return Codec(name, model, variables, tables, config)
 
 
 def cmd_compress(args):
-    from jaxlic.io import read_image, write_bytes
+    from jaxlic.io import check_output_path, read_image, write_bytes
     t0 = time.perf_counter()
+    check_output_path(args.output)  # before the work, not after
     image = read_image(args.input)
     codec = _codec(args)
     data = codec.compress(image, args.coder)
@@ -62,24 +67,22 @@ def cmd_compress(args):
 
 def cmd_decompress(args):
     from jaxlic.coding.container import read_container
-    from jaxlic.io import write_image
+    from jaxlic.io import check_output_path, read_bytes, write_image
     t0 = time.perf_counter()
-    try:
-        with open(args.input, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ValueError(f"cannot read {args.input}: {e.strerror}") from None
+    data = read_bytes(args.input)
+    check_output_path(args.output)
     read_container(data)  # a bad file is reported before any model is loaded
     codec = _codec(args)
     image = codec.decompress(data)
     write_image(args.output, image)
-    print(f"{args.input} -> {args.output}: {image.shape[1]}x{image.shape[0]} ({time.perf_counter() - t0:.2f} s)")
+    print(f"{args.input} -> {args.output}: {image.shape[0]} x {image.shape[1]} (H x W) "
+          f"({time.perf_counter() - t0:.2f} s)")
 
 
 def cmd_info(args):
     from jaxlic.coding.container import read_container
-    with open(args.input, "rb") as f:
-        data = f.read()
+    from jaxlic.io import read_bytes
+    data = read_bytes(args.input)
     c = read_container(data)
     print(f"file           : {args.input} ({len(data)} bytes)")
     print(c.describe())
@@ -113,7 +116,7 @@ def cmd_build_dataset(args):
     for item in args.split:
         split, eq, d = item.partition("=")
         if not eq or not split or not d:
-            raise ValueError(f"--split {item!r}: expected SPLIT=DIR")
+            raise UserError(f"--split {item!r}: expected SPLIT=DIR")
         folders.setdefault(split, []).append(d)
     name = build(args.name, folders, os.path.expanduser(args.data_dir))
     print(f"wrote {name} to {args.data_dir}: splits {sorted(folders)}; train with --config.data.source=tfds "
@@ -124,11 +127,8 @@ def cmd_export(args):
     import jax
     from jaxlic.export import load_model, round_to_half, save_model
     if os.path.isdir(args.source):
-        from jaxlic.training.trainer import TrainingError, export_workdir
-        try:
-            path, step = export_workdir(args.source, args.output, args.step, args.best, args.half)
-        except TrainingError as e:
-            raise ValueError(str(e)) from None
+        from jaxlic.training.trainer import export_workdir
+        path, step = export_workdir(args.source, args.output, args.step, args.best, args.half)
         print(f"wrote {path} from {'the best' if args.best else 'step'} {step} of {args.source}"
               + (" (best by validation loss)" if args.best else ""))
         return
@@ -143,7 +143,9 @@ def cmd_export(args):
 def build_parser():
     from jaxlic import assets
     from jaxlic.models import REGISTRY
+    from jaxlic import __version__
     p = argparse.ArgumentParser(prog="jaxlic", description="Learned image compression in JAX.")
+    p.add_argument("--version", action="version", version=f"jaxlic {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_args(q):
@@ -197,15 +199,14 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"jaxlic: warning: {msg}\n"
+    return report("jaxlic", args.fn, args)
+
+
+def run() -> None:
+    """The ``jaxlic`` command."""
     enable_compilation_cache()
-    from jaxlic.errors import USER_ERRORS
-    try:
-        args.fn(args)
-    except USER_ERRORS as e:
-        print(f"jaxlic: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,4 +1,4 @@
-"""The generic codec driver (DESIGN decision 3).
+"""The generic codec driver (docs/DESIGN.md, decision 3).
 
 A model lists its coding steps. Each step codes a set of elements (a whole latent, or part of one: a slice's
 checkerboard anchors) with pure functions of the decoded state: ``predict`` gives the means and table indexes of
@@ -9,6 +9,8 @@ encoder saw, by construction. Steps that share a table family share one range-co
 order (range coding is a queue).
 """
 from __future__ import annotations
+
+from jaxlic.errors import UserError
 
 import dataclasses
 import hashlib
@@ -21,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlic.coding.coders import CodingError, get_coder
-from jaxlic.coding.container import Container, ContainerError, read_container, write_container
+from jaxlic.coding.container import Container, read_container, write_container
+from jaxlic.entropy.quantization import symbols_of
 from jaxlic.entropy.tables import CodingTable
 
 
@@ -47,7 +50,7 @@ def _default_select(name):
     return lambda m, latents: latents[name]
 
 
-class DecodeError(ValueError):
+class DecodeError(UserError):
     """A file cannot be decoded by this codec (wrong model or checkpoint, corrupt data)."""
 
 
@@ -106,7 +109,7 @@ class Codec:
         # encoder only: every step's elements from the latents (data movement), then symbols = round(x - mean)
         self._targets = jax.jit(lambda latents: [(s.select or _default_select(s.name))(model_, latents)
                                                  for s in steps])
-        self._symbols = jax.jit(lambda t, means: jnp.round(t - means).astype(jnp.int32))
+        self._symbols = jax.jit(symbols_of)
 
     def _shapes(self, height: int, width: int):
         m = self.model.downsampling
@@ -160,7 +163,8 @@ class Codec:
             raise DecodeError(f"file was written by model {c.model!r}; this codec is {self.name!r}")
         if c.config_hash != self.config_hash:
             raise DecodeError(f"file was written by a {c.model} with another configuration "
-                              f"(config hash {c.config_hash}, this model {self.config_hash})")
+                              f"(config hash {c.config_hash}, this model {self.config_hash}); pass --checkpoint "
+                              "with the model file that compressed it ('jaxlic info FILE' shows its header)")
         if c.weights_hash != self.weights_hash:
             raise DecodeError(f"file was written with other weights (hash {c.weights_hash}, "
                               f"this checkpoint {self.weights_hash}); use the checkpoint that wrote it")

@@ -5,8 +5,11 @@ Loading checks the model name, the configuration and every array, and says what 
 """
 from __future__ import annotations
 
+from jaxlic.errors import UserError
+
 import json
 import os
+import zipfile
 from typing import Any
 
 import jax
@@ -21,7 +24,7 @@ _META = "__jaxlic__"
 FORMAT = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     pass
 
 
@@ -67,6 +70,13 @@ def load_model(path: str, precision: Any = None):
     """Returns (name, config, model, variables, tables)."""
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    if os.path.isdir(path):
+        hint = (f"; make a model file from it with: jaxlic export {path} model.npz [--best]"
+                if os.path.isdir(os.path.join(path, "checkpoints")) else "")
+        raise CheckpointError(f"{path} is a folder, not a model checkpoint" + (
+            " (a training workdir)" if hint else "") + hint)
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a jaxlic model checkpoint (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}

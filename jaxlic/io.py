@@ -1,6 +1,8 @@
 """Reading images for compression and writing decoded ones, with clear messages for bad input."""
 from __future__ import annotations
 
+from jaxlic.errors import UserError
+
 import os
 import pathlib
 import warnings
@@ -12,18 +14,44 @@ from PIL import Image, UnidentifiedImageError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     pass
+
+
+class OutputPathError(UserError):
+    """An output path that cannot be written (a folder, a missing folder), found before any work is done."""
+
+
+def check_output_path(path: str) -> None:
+    if os.path.isdir(path):
+        raise OutputPathError(f"{path} is a folder; give a file name (for example {os.path.join(path, 'out')}...)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise OutputPathError(f"cannot write {path}: folder {os.path.dirname(path) or parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputPathError(f"cannot write {path}: folder {os.path.dirname(path) or parent} is not writable")
+
+
+def read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ImageReadError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path} is a folder, not a file") from None
+    except OSError as e:
+        raise ImageReadError(f"cannot read {path}: {e.strerror}") from None
 
 
 def list_images(folder) -> list[pathlib.Path]:
     """The images directly in a folder, sorted by name."""
     folder = pathlib.Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"image folder not found: {folder}")
+        raise UserError(f"image folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+        raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
     return files
 
 
@@ -62,21 +90,30 @@ def read_image(path: str) -> np.ndarray:
     return a
 
 
-def write_image(path: str, image: np.ndarray) -> None:
-    """Writes atomically (temporary file + rename); the format follows the extension (PNG by default)."""
-    ext = os.path.splitext(path)[1].lower() or ".png"
-    fmt = Image.registered_extensions().get(ext, "PNG")
-    tmp = f"{path}.tmp{os.getpid()}"
+def _atomic_write(path: str, write) -> None:
+    """``write(tmp)`` then rename onto ``path``: a reader never sees half a file, and nothing is left behind
+    when writing fails (the error names ``path``, not the temporary file)."""
+    check_output_path(path)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp{os.getpid()}")
     try:
-        Image.fromarray(np.asarray(image, np.uint8), "RGB").save(tmp, format=fmt)
+        write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise OutputPathError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def write_image(path: str, image: np.ndarray) -> None:
+    """Writes atomically; the format follows the extension (PNG by default)."""
+    ext = os.path.splitext(path)[1].lower() or ".png"
+    fmt = Image.registered_extensions().get(ext, "PNG")
+    _atomic_write(path, lambda tmp: Image.fromarray(np.asarray(image, np.uint8), "RGB").save(tmp, format=fmt))
+
+
 def write_bytes(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+    _atomic_write(path, write)

@@ -23,3 +23,14 @@ def converted(fixture: str, precision=jax.lax.Precision.HIGHEST):
     template = jax.eval_shape(model.init, jax.random.key(0), x)
     variables = convert_state_dict(sd, spec.key_map, template, spec.ignore)
     return name, config, model, variables, sd, out
+
+
+def assert_8bit_matches(decoded: np.ndarray, reference, margin: float = 1e-2) -> int:
+    """``decoded`` (uint8) is ``reference`` (floats in [0, 1], an independent reconstruction) clipped and rounded
+    to 8 bits, except where the reference lies within ``margin`` of a rounding step; returns how many differ."""
+    v = np.clip(np.asarray(reference, np.float64), 0, 1) * 255
+    near = np.abs(np.abs(v - np.floor(v)) - 0.5) <= margin
+    assert decoded.dtype == np.uint8 and decoded.shape == v.shape, (decoded.dtype, decoded.shape, v.shape)
+    diff = decoded != np.round(v)
+    assert not (diff & ~near).any(), f"{int((diff & ~near).sum())} pixels differ from the reference"
+    return int(diff.sum())

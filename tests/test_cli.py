@@ -49,11 +49,18 @@ def test_two_processes_byte_identical_png(tmp_path, checkpoint, coder):
     assert "mbt2018-mean" in info and f"coder          : {coder}" in info and "512 x 768" in info
 
 
+def error_line(p) -> str:
+    """The one line a user error prints (exit status 2), nothing else on stderr."""
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("jaxlic: error: "), p.stderr
+    return lines[0]
+
+
 def test_bad_inputs_are_reported_clearly(tmp_path, checkpoint):
     ck, other = checkpoint
     (tmp_path / "notes.txt").write_text("not an image")
     p = run("compress", tmp_path / "notes.txt", tmp_path / "x.jlc", "--checkpoint", ck, ok=False)
-    assert p.returncode == 2 and "cannot read" in p.stderr and "Traceback" not in p.stderr
+    assert "cannot read" in error_line(p)
     p = run("compress", tmp_path / "missing.png", tmp_path / "x.jlc", "--checkpoint", ck, ok=False)
     assert p.returncode == 2 and "no such file" in p.stderr
     p = run("decompress", tmp_path / "notes.txt", tmp_path / "x.png", "--checkpoint", ck, ok=False)
@@ -61,7 +68,12 @@ def test_bad_inputs_are_reported_clearly(tmp_path, checkpoint):
     p = run("compress", KODAK / "kodim01.png", tmp_path / "x.jlc", "--checkpoint", tmp_path / "nope.npz", ok=False)
     assert p.returncode == 2 and "checkpoint not found" in p.stderr
     p = run("compress", KODAK / "kodim01.png", tmp_path / "x.jlc", "--checkpoint", tmp_path / "notes.txt", ok=False)
-    assert p.returncode == 2 and "not a jaxlic model checkpoint" in p.stderr
+    msg = error_line(p)
+    assert "not a jaxlic model checkpoint" in msg and "pickle" not in msg
+    (tmp_path / "workdir" / "checkpoints").mkdir(parents=True)
+    msg = error_line(run("compress", KODAK / "kodim01.png", tmp_path / "x.jlc", "--checkpoint", tmp_path / "workdir",
+                         ok=False))
+    assert "training workdir" in msg and f"jaxlic export {tmp_path / 'workdir'}" in msg
     # a file decoded with another checkpoint is refused, not decoded into garbage
     img = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "s.png")
@@ -74,6 +86,28 @@ def test_bad_inputs_are_reported_clearly(tmp_path, checkpoint):
     (tmp_path / "t.jlc").write_bytes(data[:len(data) // 2])
     p = run("decompress", tmp_path / "t.jlc", tmp_path / "t.png", "--checkpoint", ck, ok=False)
     assert p.returncode == 2 and ("truncated" in p.stderr or "checksum" in p.stderr)
+
+
+def test_output_paths_checked_before_work(tmp_path, checkpoint):
+    """An output that is a folder, or in a folder that does not exist, is refused before anything is encoded,
+    naming the user's path; nothing is left behind. info / decompress of a missing file name it."""
+    ck = checkpoint[0]
+    img = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "s.png")
+    (tmp_path / "out").mkdir()
+    msg = error_line(run("compress", tmp_path / "s.png", tmp_path / "out", "--checkpoint", ck, ok=False))
+    assert f"{tmp_path / 'out'} is a folder" in msg and ".tmp" not in msg
+    msg = error_line(run("compress", tmp_path / "s.png", tmp_path / "nope" / "a.jlc", "--checkpoint", ck, ok=False))
+    assert f"folder {tmp_path / 'nope'} does not exist" in msg and ".tmp" not in msg
+    run("compress", tmp_path / "s.png", tmp_path / "s.jlc", "--checkpoint", ck)
+    msg = error_line(run("decompress", tmp_path / "s.jlc", tmp_path / "out", "--checkpoint", ck, ok=False))
+    assert "is a folder" in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "s.jlc", "s.png"]
+    assert list((tmp_path / "out").iterdir()) == []
+    assert error_line(run("info", tmp_path / "missing.jlc", ok=False)) == \
+        f"jaxlic: error: no such file: {tmp_path / 'missing.jlc'}"
+    assert "no such file" in error_line(run("decompress", tmp_path / "missing.jlc", tmp_path / "m.png", ok=False))
+    assert run("--version").stdout.strip().startswith("jaxlic 0.")
 
 
 def test_image_modes_warn_when_information_is_dropped(tmp_path):
@@ -160,3 +194,20 @@ def test_build_dataset_and_export(tmp_path, checkpoint):
     run("decompress", tmp_path / "a.jlc", tmp_path / "b.png", "--checkpoint", tmp_path / "h.npz")
     p = run("export", tmp_path, tmp_path / "x.npz", ok=False)
     assert p.returncode == 2 and "no checkpoints/ in" in p.stderr
+
+
+def test_user_errors_one_line_bugs_a_traceback(capsys):
+    """Bad input: one line, status 2. Anything else is a bug: the traceback and a request to report it, status 1
+    (not a tidy line that hides it)."""
+    from jaxlic.errors import UserError, report
+
+    def bad_input():
+        raise UserError("no such file: x.png")
+
+    def bug():
+        return {}["missing"]
+    assert report("jaxlic", bad_input) == 2
+    assert capsys.readouterr().err == "jaxlic: error: no such file: x.png\n"
+    assert report("jaxlic", bug) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError: 'missing'" in err and "this is a bug in jaxlic" in err

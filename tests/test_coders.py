@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import coder_params
-from jaxlic.coding.coders import CodingError, get_coder
+from jaxlic.coding.coders import get_coder
 from jaxlic.entropy import default_scale_table
 from jaxlic.entropy.gaussian import gaussian_table
 from jaxlic.entropy.tables import CodingTable, pmf_to_quantized_cdf

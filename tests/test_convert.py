@@ -9,7 +9,6 @@ from jaxlic.models import get_spec
 
 def _template_and_sd():
     name, config, model, variables, sd, _ = converted("mbt2018_mean", precision=None)
-    import jax
     return get_spec(name), variables, sd
 
 
@@ -74,3 +73,17 @@ def test_convert_api_detects_model_and_config(fixture):
         assert not any(np.array_equal(t[k].cdf, r.cdf) for r in tables.values())  # not the rebuilt tables
     with pytest.raises(ConversionError, match="no 'h_a.reduction.0.weight'|no 'g_a.0.weight'"):
         convert_checkpoint({k: v for k, v in sd.items() if not k.startswith(("h_a", "g_a"))}, model=name)
+
+
+@pytest.mark.parametrize("fixture", ["bmshj2018_hyperprior", "mbt2018"])
+def test_related_compressai_models_are_not_taken_for_mbt2018_mean(fixture):
+    """Same g_a keys, other models (scale-only hyperprior; joint autoregressive): not detected as mbt2018-mean."""
+    from conftest import FIXTURES
+    from jaxlic.models import detect_model
+    path = FIXTURES / fixture / "weights.npz"
+    if not path.exists():
+        pytest.skip(f"{path} absent")
+    with np.load(path) as f:
+        sd = {k: f[k] for k in f.files}
+    with pytest.raises(ValueError, match="cannot tell which model"):
+        detect_model(sd)

@@ -1,5 +1,6 @@
-"""MLIC++ (in progress): the transforms' parameter counts at the official size and parity of g_a, h_a, h_s and
-g_s with the official model on ../shared/fixtures/mlicpp (any fixture of that format)."""
+"""MLIC++ against the official code: parameter counts and state_dict keys at the published size (current and Old
+modules, from the official manifests), and parity of the transforms, every context module and the assembled
+forward on each MLIC++ fixture in $JAXLIC_SHARED/fixtures (current and Old; any fixture of that format)."""
 import jax
 import jax.numpy as jnp
 import numpy as np

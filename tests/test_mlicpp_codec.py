@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import coder_params, nhwc, rel_err
-from helpers import converted
+from helpers import assert_8bit_matches, converted
 from jaxlic.codec import Codec, to_uint8
 from jaxlic.coding.container import read_container, write_container
 from jaxlic.convert.compressai import compressai_tables
@@ -121,22 +121,48 @@ def codec(converted_mlicpp):
     return Codec(name, model, variables, model.build_tables(variables), config)
 
 
+def _forward_expectation(model, variables, img):
+    """What the file must decode to, from the evaluation forward (checked against the official forward above,
+    and a separate computation from the codec's step functions) on the image edge-padded to 64 here: the z
+    and y symbols per step in the official layout, the values they are rounded from, and the cropped image."""
+    import jax
+    h, w = img.shape[:2]
+    x = np.pad(img[None].astype(np.float32) / 255, ((0, 0), (0, -h % 64), (0, -w % 64), (0, 0)), mode="edge")
+    out = jax.jit(model.apply)(variables, x)
+    med = np.asarray(variables["params"]["entropy_bottleneck"]["quantiles"])[:, 0, 1]
+    res = {"z": np.transpose(np.asarray(out["z"], np.float64) - med, (0, 3, 1, 2))}
+    y_res = np.transpose(np.asarray(out["y"], np.float64) - np.asarray(out["means"], np.float64), (0, 3, 1, 2))
+    s = model.slice_ch
+    for i in range(model.slice_num):
+        for part in ("anchor", "nonanchor"):
+            res[f"y{i}_{part}"] = _squeeze(y_res[:, i * s:(i + 1) * s], anchors=part == "anchor")
+    return res, np.asarray(out["x_hat"], np.float64)[0, :h, :w]
+
+
 @pytest.mark.parametrize("coder", coder_params())
 @pytest.mark.parametrize("size", [(1, 1), (37, 100), (128, 64)])
 def test_round_trip_any_size(codec, coder, size):
-    """decode(encode(x)) gives the encoder's quantized latents exactly for sizes that are not multiples of 64 and
-    1x1; the decoded image is the synthesis of those latents, cropped."""
+    """Sizes that are not multiples of 64 and 1x1: decoded symbols equal the encoder's and the rounding of the
+    evaluation forward on the padded image (except within 1e-4 of .5, counted), and the decoded 8-bit image is
+    the forward's reconstruction, cropped, rounded to 8 bits (except within 1e-2 of a rounding step)."""
     rng = np.random.default_rng(sum(size))
     img = rng.integers(0, 256, size + (3,), dtype=np.uint8)
     c, sym = codec.encode_latents(img, coder)
     assert sum(int(np.count_nonzero(v)) for v in sym.values()) > 0
     data = write_container(c)
-    x_hat, sym2 = codec.decode_latents(data)
+    decoded = codec.decompress(data)
+    _, sym2 = codec.decode_latents(data)
+    res, x_hat = _forward_expectation(codec.model, codec.variables, img)
+    differ = 0
     for k in sym:
         np.testing.assert_array_equal(sym[k], sym2[k], err_msg=k)
-    assert x_hat.shape == size + (3,)
-    np.testing.assert_array_equal(codec.decompress(data), to_uint8(x_hat))
+        near = np.abs(np.abs(res[k] - np.floor(res[k])) - 0.5) <= 1e-4
+        differ += _compare(sym[k].reshape(-1), np.round(res[k]).astype(np.int32).reshape(-1), near.reshape(-1), k)
+    assert decoded.shape == size + (3,) and decoded.dtype == np.uint8
     assert read_container(data).image_size == size
+    if differ:  # a symbol on a rounding boundary changes everything decoded after it
+        pytest.skip(f"{differ} symbols differ from the forward at a rounding boundary; pixels not comparable")
+    assert_8bit_matches(decoded, x_hat)
 
 
 def test_round_trip_across_processes(converted_mlicpp, tmp_path):

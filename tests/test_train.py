@@ -12,22 +12,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _no_persistent_compilation_cache():
-    """train.py compiles fresh (only the CLI and eval.py use JAX's persistent compilation cache), but the CLI
-    tests switch that cache on for the whole pytest process. On XLA:CPU (jax 0.5.3) the donated training step
-    loaded from it computes differently from a fresh compile at the last bit, and the resumption tests check
-    exact equality (validation rounds, so one ulp can change a symbol), so these tests compile fresh too."""
-    import jax
-    from jax._src import compilation_cache
-    enabled = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    compilation_cache.reset_cache()
-    yield
-    jax.config.update("jax_enable_compilation_cache", enabled)
-    compilation_cache.reset_cache()
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     d = tmp_path_factory.mktemp("images")
@@ -225,6 +209,21 @@ def test_sigterm_saves_exits_and_resumes(images, tmp_path):
     assert not (wd / "model.npz").exists()  # not finished: nothing exported
     history = Trainer(tiny(images, total_steps=saved + 2), str(wd)).run(progress=False)
     assert [h["step"] for h in history] == [saved + 1, saved + 2]
+
+
+def test_config_steps_and_train_py_flags(tmp_path):
+    """``steps`` is honoured by every preset; train.py --help exits 0; a bad config argument is one line, 2."""
+    import subprocess
+    import sys
+    path = str(ROOT / "configs" / "mbt2018_mean.py")
+    for preset in ("tiny", "runlocal", "cpu"):
+        c = load_config(f"{path}:{preset},steps=50")
+        assert c.total_steps == 50 and max(c.optim.decay_steps) < 50, preset
+    assert subprocess.run([sys.executable, str(ROOT / "train.py"), "--help"], capture_output=True).returncode == 0
+    p = subprocess.run([sys.executable, str(ROOT / "train.py"), f"--config={path}:tiny,bogus=1",
+                        f"--workdir={tmp_path}"], capture_output=True, text=True)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "unknown config argument 'bogus'" in lines[0], p.stderr
 
 
 def test_parse_arg():

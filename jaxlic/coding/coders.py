@@ -1,4 +1,4 @@
-"""Two range-coder backends over the same integer tables (DESIGN decision 5).
+"""Two range-coder backends over the same integer tables (docs/DESIGN.md, decision 5).
 
 ``encode(symbols, indexes, table) -> bytes`` codes each ``symbols[k]`` with table ``indexes[k]``; ``decode``
 inverts it given the same indexes. ``encoder()`` / ``decoder(data)`` open one stream that several chunks go
@@ -9,6 +9,8 @@ the container records which one wrote a file.
 """
 from __future__ import annotations
 
+from jaxlic.errors import UserError
+
 import functools
 import struct
 from typing import Protocol
@@ -18,7 +20,7 @@ import numpy as np
 from jaxlic.entropy.tables import CodingTable
 
 
-class CodingError(ValueError):
+class CodingError(UserError):
     """A stream does not decode with the given tables (corrupt data, or the wrong model)."""
 
 
@@ -319,7 +321,7 @@ _INSTANCES: dict[str, Coder] = {}
 
 def get_coder(name: str) -> Coder:
     if name not in _BACKENDS:
-        raise ValueError(f"unknown coder {name!r}; choose from {sorted(_BACKENDS)}")
+        raise UserError(f"unknown coder {name!r}; choose from {sorted(_BACKENDS)}")
     if name not in _INSTANCES:
         _INSTANCES[name] = _BACKENDS[name]()
     return _INSTANCES[name]

@@ -1,4 +1,4 @@
-"""The versioned ``.jlc`` container (DESIGN decision 9), compact so small files stay small.
+"""The versioned ``.jlc`` container (docs/DESIGN.md, decision 9), compact so small files stay small.
 
     magic            b"JLIC"
     format version   u8
@@ -18,6 +18,8 @@ truncation, a checksum mismatch, or a header that does not describe the payload.
 """
 from __future__ import annotations
 
+from jaxlic.errors import UserError
+
 import dataclasses
 import struct
 import zlib
@@ -29,7 +31,7 @@ _CRC = struct.Struct("<I")
 _MAX_DIM = 1 << 24
 
 
-class ContainerError(ValueError):
+class ContainerError(UserError):
     pass
 
 
@@ -50,7 +52,7 @@ class Container:
                  f"config hash    : {self.config_hash}", f"weights hash   : {self.weights_hash}",
                  f"coder          : {self.coder}",
                  f"image size     : {self.image_size[0]} x {self.image_size[1]} (H x W)",
-                 f"latent shapes  : " + ", ".join(f"{k} {tuple(v)}" for k, v in self.shapes.items()),
+                 "latent shapes  : " + ", ".join(f"{k} {tuple(v)}" for k, v in self.shapes.items()),
                  f"streams        : {len(self.streams)} ({sum(lengths)} bytes): {lengths}"]
         return "\n".join(lines)
 

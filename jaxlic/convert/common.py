@@ -1,6 +1,8 @@
 """Model-independent parts of checkpoint conversion."""
 from __future__ import annotations
 
+from jaxlic.errors import UserError
+
 import re
 from typing import Callable, Mapping
 
@@ -11,7 +13,7 @@ from flax import traverse_util
 _PREFIXES = ("module.", "_orig_mod.")
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError):
     pass
 
 

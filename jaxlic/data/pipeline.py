@@ -6,6 +6,8 @@ small dict saved with checkpoints, so a resumed run continues the same data stre
 """
 from __future__ import annotations
 
+from jaxlic.errors import UserError
+
 import logging
 from typing import Any, Callable
 
@@ -59,7 +61,7 @@ def _folder_records(d: ml_collections.ConfigDict):
         if d.small == "skip":
             files = [f for f in files if min(sizes[f]) >= d.crop]
             if not files:
-                raise ValueError(f"every image in {list(d.paths)} is smaller than the {d.crop} crop")
+                raise UserError(f"every image in {list(d.paths)} is smaller than the {d.crop} crop")
     return files, read_image
 
 
@@ -76,7 +78,7 @@ def tfds_source(name: str, split: str, data_dir: str | None = None, manual_dir: 
         return tfds.data_source(name, split=split, data_dir=data_dir, **({"download": False} | kwargs))
     except (tfds.core.registered.DatasetNotFoundError, AssertionError, FileNotFoundError, ValueError,
             NotImplementedError) as e:
-        raise ValueError(
+        raise UserError(
             f"TFDS dataset {name!r} (split {split!r}) is not prepared in array_record form under "
             f"{data_dir or '~/tensorflow_datasets'} ({str(e).splitlines()[0]}); prepare it with: tfds build {name.split('/')[0]} "
             f"--file_format=array_record --data_dir=... [--manual_dir=...], or set data.manual_dir; "
@@ -97,16 +99,16 @@ def train_dataset(d: ml_collections.ConfigDict, local_batch: int, seed: int, pro
     image_key), crop, flip, small ("pad" | "skip").
     """
     if d.small not in SMALL:
-        raise ValueError(f"data.small must be one of {SMALL}, got {d.small!r}")
+        raise UserError(f"data.small must be one of {SMALL}, got {d.small!r}")
     if d.source == "folder":
         records, load = _folder_records(d)
     elif d.source == "tfds":
         records, load = _tfds_records(d)
     else:
-        raise ValueError(f"data.source must be 'folder' or 'tfds', got {d.source!r}")
+        raise UserError(f"data.source must be 'folder' or 'tfds', got {d.source!r}")
     ds = grain.MapDataset.source(records)[process_index::process_count]
     if len(ds) == 0:
-        raise ValueError(f"host {process_index} of {process_count} gets no images from {len(records)}")
+        raise UserError(f"host {process_index} of {process_count} gets no images from {len(records)}")
     # An endless stream whose element k is fixed by (seed, k) alone: the shuffle permutes within each epoch with
     # a seed of its own (index // len), so neither the run length nor a resume with other ``steps`` changes it.
     ds = ds.shuffle(seed=seed).repeat()

@@ -8,6 +8,8 @@ public TFDS dataset such as ``clic`` or ``div2k``.
 """
 from __future__ import annotations
 
+from jaxlic.errors import UserError
+
 import io
 import logging
 from typing import Mapping, Sequence
@@ -61,7 +63,7 @@ def _rgb_file(path):
 def build(name: str, folders: Mapping[str, Sequence[str]], data_dir: str) -> str:
     """Writes ``local_images/<name>`` (array_record) under data_dir; returns the TFDS name to read it by."""
     if not name.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"dataset name must be letters, digits, '-' or '_', got {name!r}")
+        raise UserError(f"dataset name must be letters, digits, '-' or '_', got {name!r}")
     builder = LocalImages(folders=folders, config=tfds.core.BuilderConfig(name=name, version=VERSION),
                           data_dir=data_dir, file_format="array_record")
     if builder.is_prepared():

@@ -1,4 +1,4 @@
-"""Integer CDF tables for range coding, frozen with the model (DESIGN decision 4).
+"""Integer CDF tables for range coding, frozen with the model (docs/DESIGN.md, decision 4).
 
 Layout (the same as CompressAI's ``_quantized_cdf``/``_cdf_length``/``_offset`` buffers, so those import
 directly): table ``i`` has ``cdf_length[i]`` entries ``cdf[i, :cdf_length[i]]`` from 0 to 2**precision;

@@ -1,8 +1,11 @@
-"""Reference curves: published Kodak points (../shared/docs/DESIGN.md, from the official repositories and
+"""Reference curves: published Kodak points (docs/DESIGN.md; from the official repositories and
 CompressAI's published results) and JPEG / WebP computed with Pillow on the images being evaluated."""
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
 
 import numpy as np
 from PIL import Image
@@ -35,20 +38,50 @@ def pillow_roundtrip(img: np.ndarray, codec: str, quality: int) -> tuple[int, np
 
 def pillow_curve(images: list[np.ndarray], codec: str, qualities=None, ms_ssim_fn=None,
                  progress: bool = True) -> dict:
-    """Mean bpp, PSNR-RGB (and MS-SSIM when ``ms_ssim_fn`` is given) over the images at each quality, in the
-    CompressAI results layout (lists ordered by quality)."""
+    """Mean bpp, PSNR-RGB (and MS-SSIM when ``ms_ssim_fn(images, reconstructions) -> values`` is given, called
+    once per quality) over the images at each quality, in the CompressAI results layout (lists by quality)."""
     qualities = QUALITIES[codec] if qualities is None else qualities
     out = {"quality": list(qualities), "bpp": [], "psnr-rgb": [], "ms-ssim-rgb": []}
     for q in tqdm(qualities, desc=codec, unit="quality", disable=not progress):
-        bpp, ps, ms = [], [], []
-        for img in images:
-            n, rec = pillow_roundtrip(img, codec, q)
-            bpp.append(8 * n / (img.shape[0] * img.shape[1]))
-            ps.append(float(psnr(img, rec)))
-            if ms_ssim_fn is not None:
-                ms.append(ms_ssim_fn(img, rec))
-        out["bpp"].append(float(np.mean(bpp)))
-        out["psnr-rgb"].append(float(np.mean(ps)))
-        out["ms-ssim-rgb"].append(float(np.nanmean(ms)) if ms and not np.all(np.isnan(ms)) else None)
+        sizes, recs = zip(*(pillow_roundtrip(img, codec, q) for img in images))
+        out["bpp"].append(float(np.mean([8 * n / (img.shape[0] * img.shape[1]) for n, img in zip(sizes, images)])))
+        out["psnr-rgb"].append(float(np.mean([float(psnr(img, rec)) for img, rec in zip(images, recs)])))
+        ms = np.asarray(ms_ssim_fn(list(images), list(recs)), np.float64) if ms_ssim_fn is not None else None
+        out["ms-ssim-rgb"].append(float(np.nanmean(ms)) if ms is not None and not np.all(np.isnan(ms)) else None)
     return {"name": f"{_LABELS[codec]} (Pillow)", "description": f"Pillow {Image.__version__} defaults, "
             f"qualities {list(qualities)}", "results": out}
+
+
+def anchor_cache_dir() -> str:
+    base = os.environ.get("JAXLIC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "jaxlic")
+    return os.path.join(base, "anchors")
+
+
+def cached_pillow_curve(images: list[np.ndarray], codec: str, qualities=None, ms_ssim_fn=None,
+                        progress: bool = True, cache_dir: str | None = None) -> dict:
+    """``pillow_curve``, computed once per image set: keyed by the images' pixels, the codec, the qualities,
+    the Pillow version and whether MS-SSIM is included (a changed image or Pillow computes it anew)."""
+    qualities = QUALITIES[codec] if qualities is None else tuple(qualities)
+    h = hashlib.sha256(json.dumps([codec, list(qualities), Image.__version__, ms_ssim_fn is not None]).encode())
+    for img in images:
+        h.update(str(img.shape).encode())
+        h.update(np.ascontiguousarray(img).tobytes())
+    path = os.path.join(cache_dir or anchor_cache_dir(), f"{codec}-{h.hexdigest()[:24]}.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        pass
+    result = pillow_curve(images, codec, qualities, ms_ssim_fn, progress)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:  # a cache that cannot be written only costs time
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "w") as f:
+            json.dump(result, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return result

@@ -55,6 +55,23 @@ def ms_ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
         return float("nan")
 
 
+def ms_ssim_rgb_batch(a: list[np.ndarray], b: list[np.ndarray]) -> list[float]:
+    """``ms_ssim_rgb`` of many pairs, one batched call per image size (Kodak has two)."""
+    out = [float("nan")] * len(a)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, img in enumerate(a):
+        by_shape.setdefault(img.shape, []).append(i)
+    for shape, idx in by_shape.items():
+        try:
+            v = _ms_ssim_255(np.stack([a[i] for i in idx]).astype(np.float32),
+                             np.stack([b[i] for i in idx]).astype(np.float32))
+        except ValueError:  # too small for 5 scales
+            continue
+        for i, x in zip(idx, np.asarray(v)):
+            out[i] = float(x)
+    return out
+
+
 def _mean(values):
     """Mean over the images where the metric is defined; None (JSON null) where it is defined for none."""
     v = [x for x in values if not np.isnan(x)]

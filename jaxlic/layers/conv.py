@@ -149,7 +149,7 @@ class ConvTranspose(nn.Module):
 class DepthwiseConv(nn.Module):
     """``Conv2d(C, C, k, padding=k//2, groups=C)`` as a sum of k*k shifted slices times per-channel weights:
     XLA:CPU's grouped convolution (``feature_group_count=C``) is ~20x slower forward and ~30x in the gradient
-    (docs XLA_CPU.md). Kernel stored (k, k, 1, C), the converter's ``conv`` layout of PyTorch's (C, 1, k, k)."""
+    (docs/XLA_CPU.md). Kernel stored (k, k, 1, C), the converter's ``conv`` layout of PyTorch's (C, 1, k, k)."""
 
     kernel_size: int = 3
     use_bias: bool = True

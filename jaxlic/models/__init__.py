@@ -1,6 +1,8 @@
 """Explicit model registry: name -> how to build, convert and code it (no string imports)."""
 from __future__ import annotations
 
+from jaxlic.errors import UserError
+
 import dataclasses
 from typing import Any, Callable, Mapping
 
@@ -23,9 +25,13 @@ class ModelSpec:
 
 def _mbt2018_mean_config(sd) -> dict:
     try:
-        return {"N": int(sd["g_a.0.weight"].shape[0]), "M": int(sd["g_a.6.weight"].shape[0])}
+        N, M = int(sd["g_a.0.weight"].shape[0]), int(sd["g_a.6.weight"].shape[0])
+        means = sd["h_s.4.weight"].shape[0] == 2 * M  # scales and means; bmshj2018-hyperprior's h_s gives M scales
     except KeyError as e:
-        raise ValueError(f"not an mbt2018-mean state_dict: no {e}") from None
+        raise UserError(f"not an mbt2018-mean state_dict: no {e}") from None
+    if not means or "context_prediction.weight" in sd:  # mbt2018 (joint) has an autoregressive context too
+        raise UserError("not an mbt2018-mean state_dict (its hyper-synthesis or context model differs)")
+    return {"N": N, "M": M}
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -44,7 +50,7 @@ REGISTRY: dict[str, ModelSpec] = {
 
 def get_spec(name: str) -> ModelSpec:
     if name not in REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")
+        raise UserError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")
     return REGISTRY[name]
 
 
@@ -57,7 +63,7 @@ def detect_model(state_dict: Mapping) -> tuple[str, dict]:
         except ValueError:
             pass
     if len(found) != 1:
-        raise ValueError("cannot tell which model this checkpoint holds "
+        raise UserError("cannot tell which model this checkpoint holds "
                          f"({'none' if not found else ', '.join(n for n, _ in found)} of {sorted(REGISTRY)} "
                          "match its keys); pass --model")
     return found[0]

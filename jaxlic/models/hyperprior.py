@@ -1,13 +1,11 @@
 """Mean-scale hyperprior (Minnen, Balle, Toderici 2018) in CompressAI's ``mbt2018-mean`` layout."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxlic.codec import Step
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
@@ -63,7 +61,7 @@ class MeanScaleHyperprior(nn.Module):
         scales, means = jnp.split(self.h_s(z_hat), 2, axis=-1)  # scales first, as CompressAI's chunk(2, 1)
         return scales, means
 
-    # --- codec plan (DESIGN decision 3): the same step functions run in compress and decompress ---
+    # --- codec plan (docs/DESIGN.md, decision 3): the same step functions run in compress and decompress ---
     def analysis(self, x):
         y = self.g_a(x)
         return {"y": y, "z": self.h_a(y)}

@@ -9,6 +9,8 @@ in the official order.
 """
 from __future__ import annotations
 
+from jaxlic.errors import UserError
+
 import re
 from typing import Any
 
@@ -547,6 +549,6 @@ def mlicpp_config(state_dict) -> dict:
             not in sd else sd["lrp_anchor.0.lrp_transform.6.weight"].shape[0]
         old_g_s = sd["g_s.synthesis_transform.0.conv1.weight"].shape[0] != M
     except KeyError as e:
-        raise ValueError(f"not an MLIC++ state_dict: no {e}") from None
+        raise UserError(f"not an MLIC++ state_dict: no {e}") from None
     return {"N": int(N), "M": int(M), "slice_num": int(M // slice_ch), "old_g_s": bool(old_g_s),
             "old_lrp": "lrp_anchor.0.lrp_transform.6.weight" in sd}

@@ -1,4 +1,5 @@
 """Config helpers (big_vision style): argument parsing for get_config and loading config files."""
+from jaxlic.errors import UserError
 import ml_collections
 
 
@@ -12,7 +13,7 @@ def parse_arg(arg, lazy=False, **spec):
         name, eq, value = item.partition("=")
         name = name.strip()
         if name not in spec and not lazy:
-            raise ValueError(f"unknown config argument {name!r}; known: {sorted(spec)}")
+            raise UserError(f"unknown config argument {name!r}; known: {sorted(spec)}")
         default = spec.get(name)
         if not eq:
             out[name] = True
@@ -31,11 +32,25 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     import os
     path, _, arg = spec.partition(":")
     if not os.path.exists(path):
-        raise ValueError(f"config file not found: {path}")
+        raise UserError(f"config file not found: {path}")
     module_spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.get_config(arg or None)
+
+
+def make_tiny(c: ml_collections.ConfigDict, model_config: dict, steps: int = 0) -> ml_collections.ConfigDict:
+    """The tests' preset of every model: ``model_config`` (the model's smallest), 64^2 crops, batch 2, ``steps``
+    (default 3) steps, logging every step, checkpoints every 2, validation every 2 when val.paths is set."""
+    c.model_config = dict(model_config)
+    c.data.crop = c.val.crop = 64
+    c.batch_size = 2
+    c.total_steps = steps or 3
+    c.optim.decay_steps = (max(c.total_steps - 1, 1),)
+    c.log_every = 1
+    c.ckpt_every = 2
+    c.eval_every = 2
+    return c
 
 
 def base_config(model: str, model_config: dict, shared: str) -> ml_collections.ConfigDict:

@@ -3,7 +3,8 @@ iterator's state (keep-N plus the best by validation loss), automatic resume, sa
 TensorBoard, and a frozen-table model export at the end."""
 from __future__ import annotations
 
-import json
+from jaxlic.errors import UserError
+
 import logging
 import math
 import os
@@ -44,7 +45,7 @@ class TrainState:
 _BEST = dict(best_fn=lambda metrics: metrics["val_loss"], best_mode="min")  # WORKDIR/best keeps the lowest
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError):
     pass
 
 
@@ -53,11 +54,11 @@ def make_mesh(spec) -> Mesh:
     sizes = [s for _, s in spec]
     devices = np.array(jax.devices())
     if sizes.count(-1) > 1:
-        raise ValueError(f"mesh {spec}: at most one axis may be -1")
+        raise UserError(f"mesh {spec}: at most one axis may be -1")
     known = math.prod(s for s in sizes if s != -1)
     sizes = [devices.size // known if s == -1 else s for s in sizes]
     if math.prod(sizes) != devices.size:
-        raise ValueError(f"mesh {spec} does not fit {devices.size} devices")
+        raise UserError(f"mesh {spec} does not fit {devices.size} devices")
     return Mesh(devices.reshape(sizes), names)
 
 
@@ -87,12 +88,12 @@ class Trainer:
         self.tx, self.schedule = make_optimizer(c)
         n_dev = self.mesh.devices.size
         if c.batch_size % n_dev or c.batch_size % jax.process_count():
-            raise ValueError(f"batch_size {c.batch_size} must divide over {n_dev} devices and "
+            raise UserError(f"batch_size {c.batch_size} must divide over {n_dev} devices and "
                              f"{jax.process_count()} processes")
         if c.loss not in DISTORTIONS:
-            raise ValueError(f"loss must be one of {DISTORTIONS}, got {c.loss!r}")
+            raise UserError(f"loss must be one of {DISTORTIONS}, got {c.loss!r}")
         if c.loss == "ms-ssim" and c.data.crop < 161:
-            raise ValueError(f"MS-SSIM (5 scales, 11x11 window) needs crops of at least 161, got {c.data.crop}")
+            raise UserError(f"MS-SSIM (5 scales, 11x11 window) needs crops of at least 161, got {c.data.crop}")
         self.local_batch = c.batch_size // jax.process_count()
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         self.replicated = NamedSharding(self.mesh, P())

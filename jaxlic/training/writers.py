@@ -2,7 +2,7 @@
 
 clu.metric_writers would be the usual choice, but importing it imports TensorFlow (clu 0.0.12:
 ``metric_writers/__init__.py`` -> ``summary_writer`` -> ``import tensorflow``), and training must run without
-TensorFlow (DESIGN decision 6); tensorboardX writes the same event files from plain Python.
+TensorFlow (docs/DESIGN.md, decision 6); tensorboardX writes the same event files from plain Python.
 """
 from __future__ import annotations
 
