@@ -99,6 +99,9 @@ def test_output_paths_checked_before_work(tmp_path, checkpoint):
     assert f"{tmp_path / 'out'} is a folder" in msg and ".tmp" not in msg
     msg = error_line(run("compress", tmp_path / "s.png", tmp_path / "nope" / "a.jlc", "--checkpoint", ck, ok=False))
     assert f"folder {tmp_path / 'nope'} does not exist" in msg and ".tmp" not in msg
+    # checked before any work: before the model is even loaded
+    msg = error_line(run("compress", tmp_path / "s.png", tmp_path / "out", "--checkpoint", tmp_path / "x.npz", ok=False))
+    assert "is a folder" in msg
     run("compress", tmp_path / "s.png", tmp_path / "s.jlc", "--checkpoint", ck)
     msg = error_line(run("decompress", tmp_path / "s.jlc", tmp_path / "out", "--checkpoint", ck, ok=False))
     assert "is a folder" in msg
