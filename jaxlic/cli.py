@@ -1,13 +1,13 @@
 """``jaxlic compress|decompress|info|convert|init|build-dataset|export``."""
 from __future__ import annotations
 
-from jaxlic.errors import UserError, report
-
 import argparse
 import os
 import sys
 import time
 import warnings
+
+from jaxlic.errors import UserError, report
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxlic", "xla")
 

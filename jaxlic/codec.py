@@ -10,8 +10,6 @@ order (range coding is a queue).
 """
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import dataclasses
 import hashlib
 import json
@@ -26,6 +24,7 @@ from jaxlic.coding.coders import CodingError, get_coder
 from jaxlic.coding.container import Container, read_container, write_container
 from jaxlic.entropy.quantization import symbols_of
 from jaxlic.entropy.tables import CodingTable
+from jaxlic.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,8 +5,6 @@ Loading checks the model name, the configuration and every array, and says what 
 """
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import json
 import os
 import zipfile
@@ -18,6 +16,7 @@ import numpy as np
 from flax import traverse_util
 
 from jaxlic.entropy.tables import CodingTable
+from jaxlic.errors import UserError
 from jaxlic.models import get_spec
 
 _META = "__jaxlic__"

@@ -1,14 +1,14 @@
 """Reading images for compression and writing decoded ones, with clear messages for bad input."""
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import os
 import pathlib
 import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from jaxlic.errors import UserError
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")

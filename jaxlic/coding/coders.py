@@ -9,8 +9,6 @@ the container records which one wrote a file.
 """
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import functools
 import struct
 from typing import Protocol
@@ -18,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from jaxlic.entropy.tables import CodingTable
+from jaxlic.errors import UserError
 
 
 class CodingError(UserError):

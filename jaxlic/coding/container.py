@@ -18,11 +18,11 @@ truncation, a checksum mismatch, or a header that does not describe the payload.
 """
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import dataclasses
 import struct
 import zlib
+
+from jaxlic.errors import UserError
 
 MAGIC = b"JLIC"
 FORMAT_VERSION = 2  # 2: shorter escape codes in constriction streams; one stream per table family

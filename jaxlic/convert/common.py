@@ -1,14 +1,14 @@
 """Model-independent parts of checkpoint conversion."""
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import re
 from typing import Callable, Mapping
 
 import jax
 import numpy as np
 from flax import traverse_util
+
+from jaxlic.errors import UserError
 
 _PREFIXES = ("module.", "_orig_mod.")
 

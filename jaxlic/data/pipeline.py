@@ -6,8 +6,6 @@ small dict saved with checkpoints, so a resumed run continues the same data stre
 """
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import logging
 from typing import Any, Callable
 
@@ -16,6 +14,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from jaxlic.errors import UserError
 from jaxlic.io import list_images, read_image
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,6 @@ public TFDS dataset such as ``clic`` or ``div2k``.
 """
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import io
 import logging
 from typing import Mapping, Sequence
@@ -17,6 +15,7 @@ from typing import Mapping, Sequence
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from jaxlic.errors import UserError
 from jaxlic.io import list_images, read_image
 
 log = logging.getLogger(__name__)

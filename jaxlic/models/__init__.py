@@ -1,12 +1,11 @@
 """Explicit model registry: name -> how to build, convert and code it (no string imports)."""
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import dataclasses
 from typing import Any, Callable, Mapping
 
 from jaxlic.convert import compressai as _cai
+from jaxlic.errors import UserError
 from jaxlic.models import mlicpp as _mlicpp
 from jaxlic.models.hyperprior import MeanScaleHyperprior
 

@@ -9,8 +9,6 @@ in the official order.
 """
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import re
 from typing import Any
 
@@ -24,6 +22,7 @@ from jaxlic.entropy import EntropyBottleneck, GaussianConditional
 from jaxlic.entropy.factorized import factorized_table
 from jaxlic.entropy.gaussian import gaussian_table
 from jaxlic.entropy.quantization import quantize, ste_round
+from jaxlic.errors import UserError
 from jaxlic.layers.blocks import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, gelu
 from jaxlic.layers.conv import Conv, DepthwiseConv, SubpelConv
 

@@ -3,8 +3,6 @@ iterator's state (keep-N plus the best by validation loss), automatic resume, sa
 TensorBoard, and a frozen-table model export at the end."""
 from __future__ import annotations
 
-from jaxlic.errors import UserError
-
 import logging
 import math
 import os
@@ -24,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from jaxlic.data.pipeline import train_dataset
+from jaxlic.errors import UserError
 from jaxlic.export import load_model, save_model
 from jaxlic.io import list_images, read_image
 from jaxlic.models import get_spec
