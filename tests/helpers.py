@@ -34,3 +34,12 @@ def assert_8bit_matches(decoded: np.ndarray, reference, margin: float = 1e-2) ->
     diff = decoded != np.round(v)
     assert not (diff & ~near).any(), f"{int((diff & ~near).sum())} pixels differ from the reference"
     return int(diff.sum())
+
+
+def padded_forward(model, variables, img: np.ndarray) -> dict:
+    """The evaluation forward on ``img`` (H, W, 3) uint8, edge-padded here to the model's multiple: an
+    independent route to what the codec must decode (the codec pads and steps through its own functions)."""
+    h, w = img.shape[:2]
+    m = model.downsampling
+    x = np.pad(img[None].astype(np.float32) / 255, ((0, 0), (0, -h % m), (0, -w % m), (0, 0)), mode="edge")
+    return jax.jit(model.apply)(variables, x)

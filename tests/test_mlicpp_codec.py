@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import coder_params, nhwc, rel_err
-from helpers import assert_8bit_matches, converted
+from helpers import assert_8bit_matches, converted, padded_forward
 from jaxlic.codec import Codec, to_uint8
 from jaxlic.coding.container import read_container, write_container
 from jaxlic.convert.compressai import compressai_tables
@@ -125,10 +125,8 @@ def _forward_expectation(model, variables, img):
     """What the file must decode to, from the evaluation forward (checked against the official forward above,
     and a separate computation from the codec's step functions) on the image edge-padded to 64 here: the z
     and y symbols per step in the official layout, the values they are rounded from, and the cropped image."""
-    import jax
     h, w = img.shape[:2]
-    x = np.pad(img[None].astype(np.float32) / 255, ((0, 0), (0, -h % 64), (0, -w % 64), (0, 0)), mode="edge")
-    out = jax.jit(model.apply)(variables, x)
+    out = padded_forward(model, variables, img)
     med = np.asarray(variables["params"]["entropy_bottleneck"]["quantiles"])[:, 0, 1]
     res = {"z": np.transpose(np.asarray(out["z"], np.float64) - med, (0, 3, 1, 2))}
     y_res = np.transpose(np.asarray(out["y"], np.float64) - np.asarray(out["means"], np.float64), (0, 3, 1, 2))
