@@ -31,3 +31,42 @@ def write(result: dict, path: str | None, default_name: str) -> str:
     out.write_text(json.dumps({**result, "machine": machine()}, indent=1) + "\n")
     print(f"wrote {out}")
     return str(out)
+
+
+def import_compressai():
+    """CompressAI imports torchvision at package import (for its datasets and transforms, which no model uses).
+    Where torchvision's build does not load against the installed torch (PyPI's torchvision is built for CUDA
+    torch; this machine has a CPU torch), it is replaced by an empty module; the note goes into the JSON."""
+    try:
+        import compressai
+        return compressai, ""
+    except (ImportError, RuntimeError, OSError) as e:
+        if "torchvision" not in repr(e):
+            raise
+    import importlib.abc
+    import sys
+    import importlib.machinery
+    import types
+
+    class Empty(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return type(name, (), {"__init__": lambda self, *a, **k: None})
+
+    class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] == "torchvision":
+                return importlib.machinery.ModuleSpec(name, self, is_package=True)
+
+        def create_module(self, spec):
+            return Empty(spec.name)
+
+        def exec_module(self, module):
+            module.__path__ = []
+
+    for name in [m for m in sys.modules if m.split(".")[0] in ("torchvision", "compressai")]:
+        del sys.modules[name]
+    sys.meta_path.insert(0, Finder())
+    import compressai
+    return compressai, "torchvision does not load against this torch; replaced by an empty module (unused by models)"

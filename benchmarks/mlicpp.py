@@ -85,17 +85,18 @@ def step_flops(codec, image):
     v = codec.variables
     x = jnp.asarray(pad_to_multiple(image[None].astype(np.float32) / 255.0, 64))
     out = {"analysis": flops(codec._analysis, v, x)}
-    targets = codec._targets(codec._analysis(v, x))
-    shapes = codec._shapes(*image.shape[:2])
-    out[codec.steps[0].name] = flops(codec._first, v, {}, shapes)
-    means, _, state = codec._first(v, {}, shapes)
-    for k, step in enumerate(codec.steps):
-        sym = codec._symbols(targets[k], means)
-        if k + 1 < len(codec.steps):
-            out[codec.steps[k + 1].name] = flops(codec._advance[k], v, state, sym, means, shapes)
-            means, _, state = codec._advance[k](v, state, sym, means, shapes)
+    latents = codec._analysis(v, x)
+    fn = codec._functions(*image.shape[:2])
+    groups = fn.plan.groups  # MLIC++: every group is one step
+    out[groups[0].name] = flops(fn.first, v)
+    means, _, _, state = fn.first(v)
+    for k, g in enumerate(groups):
+        sym = fn.symbols[k](latents, jnp.int32(0), means)
+        if k + 1 < len(groups):
+            out[groups[k + 1].name] = flops(fn.next[k], v, state, sym, means)
+            means, _, _, state = fn.next[k](v, state, sym, means)
         else:
-            out["synthesis"] = flops(codec._finish, v, state, sym, means, shapes)
+            out["synthesis"] = flops(fn.finish, v, state, sym, means)
     return out
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from common import write
 from jaxlic.convert import convert_state_dict
-from jaxlic.models import detect_model, get_spec
+from jaxlic.registry import detect_model, get_spec
 
 # our forward's output -> the fixtures' outputs.npz key
 OUTPUTS = {"y": "y", "z": "z", "z_hat": "z_hat", "hyper": "hyper_params", "scales": "scales_hat",

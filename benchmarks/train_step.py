@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from common import write
+from common import import_compressai, write
 
 LMBDA = 0.0130
 
@@ -47,44 +47,6 @@ def jaxlic_step(images):
         box["state"], m = t._step(box["state"], x)
         jax.block_until_ready(m)
     return step
-
-
-def _import_compressai():
-    """CompressAI imports torchvision at package import (for its datasets and transforms, which no model uses).
-    Where torchvision's build does not load against the installed torch (PyPI's torchvision is built for CUDA
-    torch; this machine has a CPU torch), it is replaced by an empty module; the note goes into the JSON."""
-    try:
-        import compressai
-        return compressai, ""
-    except (ImportError, RuntimeError, OSError) as e:
-        if "torchvision" not in repr(e):
-            raise
-    import importlib.abc
-    import importlib.machinery
-    import types
-
-    class Empty(types.ModuleType):
-        def __getattr__(self, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return type(name, (), {"__init__": lambda self, *a, **k: None})
-
-    class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] == "torchvision":
-                return importlib.machinery.ModuleSpec(name, self, is_package=True)
-
-        def create_module(self, spec):
-            return Empty(spec.name)
-
-        def exec_module(self, module):
-            module.__path__ = []
-
-    for name in [m for m in sys.modules if m.split(".")[0] in ("torchvision", "compressai")]:
-        del sys.modules[name]
-    sys.meta_path.insert(0, Finder())
-    import compressai
-    return compressai, "torchvision does not load against this torch; replaced by an empty module (unused by models)"
 
 
 def compressai_step(images, threads):
@@ -121,7 +83,7 @@ def timed(fn):
 
 def _child(batch, crop, threads):
     """CompressAI's side: one line in, one step, its seconds out."""
-    compressai, note = _import_compressai()
+    compressai, note = import_compressai()
     images = np.random.default_rng(0).integers(0, 256, (batch, crop, crop, 3), np.uint8)
     step, torch_version = compressai_step(images, threads)
     step()  # warm-up

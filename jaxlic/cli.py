@@ -93,7 +93,7 @@ def cmd_info(args):
 def cmd_init(args):
     import jax
     from jaxlic.export import init_variables, save_model
-    from jaxlic.models import get_spec
+    from jaxlic.registry import get_spec
     config = {**get_spec(args.model).defaults, **_parse_config(args.config)}
     model, variables, tables = init_variables(args.model, config, jax.random.key(args.seed))
     save_model(args.output, args.model, config, variables, tables)
@@ -142,7 +142,7 @@ def cmd_export(args):
 
 def build_parser():
     from jaxlic import assets
-    from jaxlic.models import REGISTRY
+    from jaxlic.registry import REGISTRY
     from jaxlic import __version__
     p = argparse.ArgumentParser(prog="jaxlic", description="Learned image compression in JAX.")
     p.add_argument("--version", action="version", version=f"jaxlic {__version__}")

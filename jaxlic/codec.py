@@ -1,20 +1,18 @@
-"""The generic codec driver (docs/DESIGN.md, decision 3).
+"""The generic codec driver (docs/DESIGN.md, decision 3): runs a model's plan (``jaxlic.plan``).
 
-A model lists its coding steps. Each step codes a set of elements (a whole latent, or part of one: a slice's
-checkerboard anchors) with pure functions of the decoded state: ``predict`` gives the means and table indexes of
-its elements, ``update`` folds the decoded values into the state (for MLIC++ also the latent residual
-prediction). ``compress`` and ``decompress`` run the very same jitted step functions in the same order; they
-differ only in whether the range coder writes or reads. The decoder therefore sees exactly the inputs the
-encoder saw, by construction. Steps that share a table family share one range-coded stream, written in plan
-order (range coding is a queue).
+A plan is a sequence of step groups; each step codes a set of elements with pure functions of the decoded state:
+``predict`` gives the means and table indexes of its elements, ``update`` folds the decoded values into the state
+(for MLIC++ also the latent residual prediction). ``compress`` and ``decompress`` run the very same jitted step
+functions in the same order through one loop (``_Compiled.run``); they differ only in whether the range coder
+writes or reads. The decoder therefore sees exactly the inputs the encoder saw, by construction. Groups that
+share a table family share one range-coded stream, written in plan order (range coding is a queue).
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -25,28 +23,7 @@ from jaxlic.coding.container import Container, read_container, write_container
 from jaxlic.entropy.quantization import symbols_of
 from jaxlic.entropy.tables import CodingTable
 from jaxlic.errors import UserError
-
-
-@dataclasses.dataclass(frozen=True)
-class Step:
-    """``predict(module, variables, state, shapes) -> (means, indexes, state)`` for the elements this step codes,
-    in coding layout (flattened C-order is the order the coder sees); ``update(module, variables, state, values,
-    shapes) -> state`` with the decoded values (default ``state[name] = values``); ``select(module, latents) ->
-    values to code`` on the encoder side (default ``latents[name]``)."""
-
-    name: str     # the step's name (and, by default, the latent it codes)
-    table: str    # which coding table family codes it; also the stream it goes into
-    predict: Callable[..., tuple]
-    update: Callable[..., dict] | None = None
-    select: Callable[..., jax.Array] | None = None
-
-
-def _default_update(name):
-    return lambda m, v, state, values, shapes: {**state, name: values}
-
-
-def _default_select(name):
-    return lambda m, latents: latents[name]
+from jaxlic.plan import Plan, gather
 
 
 class DecodeError(UserError):
@@ -75,6 +52,58 @@ def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else x
 
 
+class _Compiled:
+    """The jitted functions of one plan (one latent layout). Step t's update is fused with the next step's
+    prediction, and the last update with the synthesis (the decoder's only): a group of steps costs two
+    compiled functions however many steps it has, so compile time does not grow with the image size."""
+
+    def __init__(self, model, plan: Plan):
+        self.plan, groups = plan, plan.groups
+
+        def predict(g, v, state, t):
+            means, idx, state = g.predict(model, v, state, t)
+            pos = g.elements(t).reshape(-1)
+            return means, idx, pos >= 0, state
+
+        def update(g, v, state, t, sym, means):  # dequantization is part of the update, in both directions
+            return g.update(model, v, state, t, sym.reshape(means.shape).astype(means.dtype) + means)
+
+        self.first = jax.jit(lambda v: predict(groups[0], v, {}, jnp.int32(0)))
+        self.repeat = [jax.jit(lambda v, state, t, sym, means, g=g: predict(g, v, update(g, v, state, t, sym, means),
+                                                                            t + 1)) if g.count > 1 else None
+                       for g in groups]
+        self.next = [jax.jit(lambda v, state, sym, means, g=g, h=h: predict(
+            h, v, update(g, v, state, jnp.int32(g.count - 1), sym, means), jnp.int32(0)))
+            for g, h in zip(groups[:-1], groups[1:])]
+        last = groups[-1]
+        self.final_state = jax.jit(lambda v, state, sym, means: update(last, v, state, jnp.int32(last.count - 1),
+                                                                       sym, means))
+        self.finish = jax.jit(lambda v, state, sym, means: model.apply(
+            v, plan.latents(update(last, v, state, jnp.int32(last.count - 1), sym, means))["y"],
+            method="synthesis"))
+        self.latents = jax.jit(plan.latents)
+        # encoder only: symbols = round(x - mean) at the step's positions (zero at padding)
+        self.symbols = [jax.jit(lambda latents, t, means, g=g: jnp.where(
+            g.elements(t).reshape(-1) >= 0,
+            symbols_of(gather(latents[g.latent], g.elements(t)), means.reshape(-1)), 0)) for g in groups]
+        self.elements = [jax.jit(g.elements) for g in groups]
+
+    def run(self, v, code, clock):
+        """Runs the plan; ``code(k, t, indexes, valid, means) -> symbols`` (numpy) writes or reads the coder.
+        Returns the final prediction's (symbols, means) and the state before the last update."""
+        groups = self.plan.groups
+        means, idx, valid, state = self.first(v)
+        for k, g in enumerate(groups):
+            for t in range(g.count):
+                sym = code(k, t, idx, valid, means)
+                clock.record(g.name if t == g.count - 1 else None)
+                if t + 1 < g.count:
+                    means, idx, valid, state = self.repeat[k](v, state, jnp.int32(t), sym, means)
+                elif k + 1 < len(groups):
+                    means, idx, valid, state = self.next[k](v, state, sym, means)
+        return sym, means, state
+
+
 class Codec:
     """Compresses 8-bit RGB images to ``.jlc`` bytes and back with one model, its variables and frozen tables."""
 
@@ -84,43 +113,34 @@ class Codec:
             json.dumps({"model": name, "config": dict(config or {})}, sort_keys=True).encode()).hexdigest()[:16]
         self.weights_hash = fingerprint({"variables": variables,
                                          "tables": {k: t.as_variables() for k, t in self.tables.items()}})
-        self.steps = model.coding_steps()
-        self.streams = list(dict.fromkeys(s.table for s in self.steps))  # one stream per table family
-        model_, steps, n = model, self.steps, len(self.steps)
-
-        def predict(k):
-            return lambda v, state, shapes: steps[k].predict(model_, v, state, dict(shapes))
-
-        def update(k):  # dequantization is part of the update: both directions turn symbols into values here
-            u = steps[k].update or _default_update(steps[k].name)
-            return lambda v, state, sym, means, shapes: u(model_, v, state, sym.astype(means.dtype) + means,
-                                                         dict(shapes))
-
-        # Step k's update is fused with step k+1's prediction, and the last update with the synthesis (the
-        # decoder's only): half as many functions to trace, lower and load from the compilation cache.
-        self._analysis = jax.jit(lambda v, x: model_.apply(v, x, method="analysis"))
-        self._first = jax.jit(predict(0), static_argnums=2)
-        self._advance = [jax.jit(lambda v, state, sym, means, shapes, u=update(k), p=predict(k + 1):
-                                 p(v, u(v, state, sym, means, shapes), shapes), static_argnums=4)
-                         for k in range(n - 1)]
-        self._finish = jax.jit(lambda v, state, sym, means, shapes, u=update(n - 1):
-                               model_.decode_image(v, u(v, state, sym, means, shapes)), static_argnums=4)
-        # encoder only: every step's elements from the latents (data movement), then symbols = round(x - mean)
-        self._targets = jax.jit(lambda latents: [(s.select or _default_select(s.name))(model_, latents)
-                                                 for s in steps])
-        self._symbols = jax.jit(symbols_of)
+        self._analysis = jax.jit(lambda v, x: model.apply(v, x, method="analysis"))
+        self._compiled: dict[tuple, _Compiled] = {}
+        # the stream order is the order table families first appear in the plan (the same for every size)
+        self.streams = list(dict.fromkeys(g.table for g in self.plan(64, 64).groups))
 
     def _shapes(self, height: int, width: int):
         m = self.model.downsampling
         ph, pw = height + (-height % m), width + (-width % m)
         return _frozen(self.model.latent_shapes(1, ph, pw))
 
+    def plan(self, height: int, width: int) -> Plan:
+        """The model's codec plan for an image of this size."""
+        return self._functions(height, width).plan
+
+    def _functions(self, height: int, width: int) -> _Compiled:
+        shapes = self._shapes(height, width)
+        if shapes not in self._compiled:
+            self._compiled[shapes] = _Compiled(self.model, self.model.plan(dict(shapes)))
+        return self._compiled[shapes]
+
     def encode_latents(self, image: np.ndarray, coder: str = "constriction", timings: list | None = None,
-                       indexes_out: dict | None = None):
-        """Returns (container, symbols per step); ``image`` is (H, W, 3) uint8. ``timings``, if given, receives
-        per step (name, network seconds, coder seconds), the network time of a step being its prediction and the
-        previous step's update; measuring synchronises every step. ``indexes_out``, if given, receives each
-        step's table indexes."""
+                       indexes_out: dict | None = None, latents_out: dict | None = None):
+        """Returns (container, symbols per step group); ``image`` is (H, W, 3) uint8. Symbols of a one-step
+        group keep the layout of its prediction; those of a repeated group are its real elements in coding
+        order. ``timings``, if given, receives per group (name, network seconds, coder seconds), the network
+        time of a step being its prediction and the previous step's update; measuring synchronises every step.
+        ``indexes_out`` receives each group's table indexes (same layout as its symbols), ``latents_out`` the
+        symbols of each latent at their positions (NHWC) and the latents the encoder reconstructed."""
         image = _check_image(image)
         backend = get_coder(coder)
         h, w = image.shape[:2]
@@ -128,35 +148,40 @@ class Codec:
         clock = _Clock(timings)
         latents = clock.net(self._analysis(self.variables, jnp.asarray(x)))
         clock.record("analysis")
-        shapes = self._shapes(h, w)
+        fn = self._functions(h, w)
         encoders = {t: backend.encoder() for t in self.streams}
-        targets = self._targets(latents)
-        symbols = {}
-        means, indexes, state = self._first(self.variables, {}, shapes)
-        for k, step in enumerate(self.steps):
-            sym = self._symbols(targets[k], means)
-            sym_np, idx_np = np.asarray(sym), np.asarray(indexes)
+        coded = _Coded(fn, indexes_out is not None or latents_out is not None)
+
+        def code(k, t, idx, valid, means):
+            g = fn.plan.groups[k]
+            sym = fn.symbols[k](latents, jnp.int32(t), means)
+            sym_np, idx_np, valid_np = np.asarray(sym), np.asarray(idx).reshape(-1), np.asarray(valid)
             clock.net(None)
-            encoders[step.table].encode(sym_np.reshape(-1), idx_np.reshape(-1), self.tables[step.table])
+            keep = sym_np if valid_np.all() else sym_np[valid_np]
+            encoders[g.table].encode(keep, idx_np if valid_np.all() else idx_np[valid_np], self.tables[g.table])
             clock.coder()
-            clock.record(step.name)
-            symbols[step.name] = sym_np
-            if indexes_out is not None:
-                indexes_out[step.name] = idx_np
-            if k + 1 < len(self.steps):  # the encoder never needs the last update
-                means, indexes, state = self._advance[k](self.variables, state, sym, means, shapes)
+            coded.add(k, t, sym_np, idx_np, valid_np, means.shape)
+            return sym
+
+        sym, means, state = fn.run(self.variables, code, clock)
+        if latents_out is not None:
+            latents_out.update(coded.by_latent())
+            latents_out.update({f"{k}_hat": np.asarray(a) for k, a in
+                                fn.latents(fn.final_state(self.variables, state, sym, means)).items()})
+        if indexes_out is not None:
+            indexes_out.update(coded.indexes())
         streams = [encoders[t].finish() for t in self.streams]
-        c = Container(self.name, self.config_hash, backend.name, (h, w), {k: list(v) for k, v in shapes}, streams,
-                      self.weights_hash)
-        return c, symbols
+        c = Container(self.name, self.config_hash, backend.name, (h, w), {k: list(v) for k, v in fn.plan.shapes.items()},
+                      streams, self.weights_hash)
+        return c, coded.symbols()
 
     def compress(self, image: np.ndarray, coder: str = "constriction") -> bytes:
         c, _ = self.encode_latents(image, coder)
         return write_container(c)
 
-    def decode_latents(self, data: bytes, timings: list | None = None):
-        """Returns (reconstruction as float (H, W, 3) in the model's range, symbols per step); ``timings`` as
-        in ``encode_latents``."""
+    def decode_latents(self, data: bytes, timings: list | None = None, latents_out: dict | None = None):
+        """Returns (reconstruction as float (H, W, 3) in the model's range, symbols per step group);
+        ``timings`` and ``latents_out`` as in ``encode_latents`` (here the decoded latents)."""
         c = read_container(data)
         if c.model != self.name:
             raise DecodeError(f"file was written by model {c.model!r}; this codec is {self.name!r}")
@@ -167,39 +192,84 @@ class Codec:
         if c.weights_hash != self.weights_hash:
             raise DecodeError(f"file was written with other weights (hash {c.weights_hash}, "
                               f"this checkpoint {self.weights_hash}); use the checkpoint that wrote it")
-        shapes = self._shapes(*c.image_size)
-        if _frozen(c.shapes) != shapes or len(c.streams) != len(self.streams):
+        if _frozen(c.shapes) != self._shapes(*c.image_size) or len(c.streams) != len(self.streams):
             raise DecodeError("file header does not match the model's latent layout (corrupt file)")
         try:
             backend = get_coder(c.coder)
         except (ImportError, ValueError) as e:
             raise DecodeError(f"file was written with the {c.coder!r} coder, which is not available here: {e}") from None
+        fn = self._functions(*c.image_size)
         clock = _Clock(timings)
-        symbols, where = {}, self.streams[0]
+        coded = _Coded(fn, latents_out is not None)
+        where = self.streams[0]
         try:
-            decoders = {t: backend.decoder(data) for t, data in zip(self.streams, c.streams)}
-            means, indexes, state = self._first(self.variables, {}, shapes)
-            for k, step in enumerate(self.steps):
-                where = step.table
-                idx_np = np.asarray(indexes)
+            decoders = {t: backend.decoder(s) for t, s in zip(self.streams, c.streams)}
+
+            def code(k, t, idx, valid, means):
+                nonlocal where
+                g = fn.plan.groups[k]
+                where = g.table
+                idx_np, valid_np = np.asarray(idx).reshape(-1), np.asarray(valid)
                 clock.net(None)
-                sym = decoders[step.table].decode(idx_np.reshape(-1), self.tables[step.table]).reshape(idx_np.shape)
+                if valid_np.all():
+                    sym_np = decoders[g.table].decode(idx_np, self.tables[g.table]).astype(np.int32)
+                else:
+                    sym_np = np.zeros(idx_np.shape, np.int32)
+                    sym_np[valid_np] = decoders[g.table].decode(idx_np[valid_np], self.tables[g.table])
                 clock.coder()
-                clock.record(step.name)
-                symbols[step.name] = sym
-                if k + 1 < len(self.steps):
-                    means, indexes, state = self._advance[k](self.variables, state, jnp.asarray(sym), means, shapes)
+                coded.add(k, t, sym_np, idx_np, valid_np, means.shape)
+                return jnp.asarray(sym_np)
+
+            sym, means, state = fn.run(self.variables, code, clock)
             for where in self.streams:
                 decoders[where].finish()
         except CodingError as e:
             raise DecodeError(f"stream {where!r}: {e}") from None
-        x_hat = np.asarray(clock.net(self._finish(self.variables, state, jnp.asarray(sym), means, shapes)))
+        x_hat = np.asarray(clock.net(fn.finish(self.variables, state, sym, means)))
         clock.record("synthesis")
-        return x_hat[0, :c.image_size[0], :c.image_size[1]], symbols
+        if latents_out is not None:
+            latents_out.update(coded.by_latent())
+            latents_out.update({f"{k}_hat": np.asarray(a) for k, a in
+                                fn.latents(fn.final_state(self.variables, state, sym, means)).items()})
+        return x_hat[0, :c.image_size[0], :c.image_size[1]], coded.symbols()
 
     def decompress(self, data: bytes) -> np.ndarray:
         """The decoded image, (H, W, 3) uint8."""
         return to_uint8(self.decode_latents(data)[0])
+
+
+class _Coded:
+    """The symbols (and indexes) a run coded, per group and, if asked, per latent position."""
+
+    def __init__(self, fn: _Compiled, positions: bool):
+        self.fn, self.positions = fn, positions
+        self.sym, self.idx, self.pos = {}, {}, {}
+
+    def add(self, k, t, sym, idx, valid, shape):
+        g = self.fn.plan.groups[k]
+        if g.count == 1:
+            self.sym[g.name], self.idx[g.name] = sym.reshape(shape), idx.reshape(shape)
+        else:
+            self.sym.setdefault(g.name, []).append(sym[valid])
+            self.idx.setdefault(g.name, []).append(idx[valid])
+        if self.positions:
+            pos = np.asarray(self.fn.elements[k](jnp.int32(t))).reshape(-1)
+            self.pos.setdefault(g.latent, []).append((pos[valid], sym[valid]))
+
+    def symbols(self):
+        return {k: v if isinstance(v, np.ndarray) else np.concatenate(v) for k, v in self.sym.items()}
+
+    def indexes(self):
+        return {k: v if isinstance(v, np.ndarray) else np.concatenate(v) for k, v in self.idx.items()}
+
+    def by_latent(self):
+        out = {}
+        for name, parts in self.pos.items():
+            a = np.zeros(int(np.prod(self.fn.plan.shapes[name])), np.int32)
+            for pos, sym in parts:
+                a[pos] = sym
+            out[f"{name}_symbols"] = a.reshape(self.fn.plan.shapes[name])
+        return out
 
 
 class _Clock:
@@ -222,8 +292,9 @@ class _Clock:
             self.coder_s += now - self.t
             self.t = now
 
-    def record(self, name: str):
-        if self.out is not None:
+    def record(self, name: str | None):
+        """Closes a timing entry; ``None`` keeps accumulating (the steps of a group are one entry)."""
+        if self.out is not None and name is not None:
             self.out.append((name, self.net_s, self.coder_s))
             self.net_s = self.coder_s = 0.0
 

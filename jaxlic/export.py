@@ -17,7 +17,7 @@ from flax import traverse_util
 
 from jaxlic.entropy.tables import CodingTable
 from jaxlic.errors import UserError
-from jaxlic.models import get_spec
+from jaxlic.registry import get_spec
 
 _META = "__jaxlic__"
 FORMAT = 1

@@ -5,7 +5,7 @@ import numpy as np
 
 from conftest import fixture_dir
 from jaxlic.convert import convert_state_dict
-from jaxlic.models import detect_model, get_spec
+from jaxlic.registry import detect_model, get_spec
 
 
 def converted(fixture: str, precision=jax.lax.Precision.HIGHEST):

@@ -4,7 +4,7 @@ import pytest
 
 from helpers import converted
 from jaxlic.convert import ConversionError, convert_state_dict
-from jaxlic.models import get_spec
+from jaxlic.registry import get_spec
 
 
 def _template_and_sd():
@@ -75,15 +75,22 @@ def test_convert_api_detects_model_and_config(fixture):
         convert_checkpoint({k: v for k, v in sd.items() if not k.startswith(("h_a", "g_a"))}, model=name)
 
 
-@pytest.mark.parametrize("fixture", ["bmshj2018_hyperprior", "mbt2018"])
-def test_related_compressai_models_are_not_taken_for_mbt2018_mean(fixture):
-    """Same g_a keys, other models (scale-only hyperprior; joint autoregressive): not detected as mbt2018-mean."""
-    from conftest import FIXTURES
-    from jaxlic.models import detect_model
-    path = FIXTURES / fixture / "weights.npz"
-    if not path.exists():
-        pytest.skip(f"{path} absent")
-    with np.load(path) as f:
+_COMPRESSAI = ["mbt2018_mean", "bmshj2018_factorized", "bmshj2018_hyperprior", "mbt2018", "cheng2020_anchor",
+               "cheng2020_attn", "cheng2020_anchor_checkerboard", "elic2022_official", "elic2022_chandelier"]
+
+
+@pytest.mark.parametrize("fixture", _COMPRESSAI)
+def test_each_compressai_model_detected_as_itself_and_refused_as_any_other(fixture):
+    """Related models share most keys (the same g_a in four of them): each state_dict is detected as its own
+    model only, and converting it as any other registered model fails with an error naming the mismatch."""
+    from conftest import fixture_dir
+    from jaxlic.convert.checkpoint import convert_checkpoint
+    from jaxlic.registry import REGISTRY, detect_model
+    with np.load(fixture_dir(fixture) / "weights.npz") as f:
         sd = {k: f[k] for k in f.files}
-    with pytest.raises(ValueError, match="cannot tell which model"):
-        detect_model(sd)
+    name, _ = detect_model(sd)
+    assert name == fixture.replace("_", "-")
+    for other in REGISTRY:
+        if other != name:
+            with pytest.raises(ConversionError, match=f"--model {other}: not an? "):
+                convert_checkpoint(sd, model=other)

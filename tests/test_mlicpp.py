@@ -9,8 +9,8 @@ import pytest
 from conftest import fixture_dir, fixture_file, nhwc, rel_err
 from jaxlic.convert.common import convert_state_dict
 from jaxlic.convert.compressai import COMPRESSAI_BUFFERS
-from jaxlic.models.mlicpp import (AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform,
-                                  transform_key)
+from jaxlic.convert.mlicpp import transform_key
+from jaxlic.models.mlicpp import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
 
 TOL = 1e-5
 
@@ -52,7 +52,7 @@ def _variant(fixture):
 
 
 def _convert_full_size(sd):
-    from jaxlic.models import detect_model, get_spec
+    from jaxlic.registry import detect_model, get_spec
     name, config = detect_model(sd)
     spec = get_spec(name)
     model = spec.build(**config)
@@ -120,7 +120,7 @@ def _load(fixture, *names):
 @pytest.mark.parity
 @pytest.mark.parametrize("fixture", ["mlicpp", "mlicpp_old"])
 def test_transforms_match_official(fixture):
-    from jaxlic.models.mlicpp import mlicpp_config
+    from jaxlic.convert.mlicpp import mlicpp_config
     sd, out = _load(fixture, "weights.npz", "outputs.npz")
     c = mlicpp_config(sd)
     mods = _transforms(c["N"], c["M"], c["old_g_s"])
@@ -163,7 +163,8 @@ def _context_module(name: str, i: int, slice_ch: int, old_lrp: bool = False):
 def test_context_modules_match_official(fixture):
     """Every context submodule, fed the official inputs captured during the official forward, reproduces its
     official output (intermediates.npz)."""
-    from jaxlic.models.mlicpp import _local_bias_index, context_key, mlicpp_config
+    from jaxlic.convert.mlicpp import context_key, mlicpp_config
+    from jaxlic.models.mlicpp import _local_bias_index
     sd, inter = _load(fixture, "weights.npz", "intermediates.npz")
     c = mlicpp_config(sd)
     slice_ch = c["M"] // c["slice_num"]
@@ -227,7 +228,8 @@ def _count2(module, shape):
 @pytest.mark.parametrize("fixture", ["mlicpp", "mlicpp_old"])
 def test_forward_matches_official(fixture):
     """The assembled evaluation forward: every output of the official forward to 1e-5 (max relative error)."""
-    from jaxlic.models.mlicpp import MLICPP_BUFFERS, MLICPlusPlus, mlicpp_config, mlicpp_key
+    from jaxlic.convert.mlicpp import MLICPP_BUFFERS, mlicpp_config, mlicpp_key
+    from jaxlic.models.mlicpp import MLICPlusPlus
     sd, out = _load(fixture, "weights.npz", "outputs.npz")
     model = MLICPlusPlus(**mlicpp_config(sd))
     x = nhwc(out["x"])

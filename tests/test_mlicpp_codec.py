@@ -60,7 +60,7 @@ def test_codec_matches_official(official, coder, tables):
             pytest.skip("fixture input is not an 8-bit image")
         idx = {}
         c, sym = codec.encode_latents(img, coder, indexes_out=idx)
-        steps = [st.name for st in codec.steps]
+        steps = [g.name for g in codec.plan(*img.shape[:2]).groups]
         assert steps == ["z"] + [f"y{i}_{p}" for i in range(model.slice_num) for p in ("anchor", "nonanchor")]
         for (sl, part, seg, pick), step in zip(_official_order(out, s), steps[1:]):
             assert step == f"y{sl}_{'anchor' if part == 0 else 'nonanchor'}"
@@ -98,8 +98,12 @@ def _compare(got, ref, near, what):
 def test_codec_plan_is_two_steps_per_slice():
     """20 y steps at the official 10 slices (plus z), each coding exactly its checkerboard half of its slice."""
     from jaxlic.models.mlicpp import MLICPlusPlus, ckbd_squeeze, ckbd_unsqueeze
-    steps = MLICPlusPlus().coding_steps()
+    from jaxlic.plan import check_coverage
+    model = MLICPlusPlus()
+    plan = model.plan(model.latent_shapes(1, 128, 192))
+    steps = plan.groups
     assert len(steps) == 21 and sum(st.table == "gaussian_conditional" for st in steps) == 20
+    assert check_coverage(plan) == {"y": 8 * 12 * 320, "z": 2 * 3 * 192}
     a = np.arange(2 * 5 * 6 * 3, dtype=np.float32).reshape(2, 5, 6, 3)
     r, c = np.mgrid[:5, :6]
     for anchors in (True, False):

@@ -20,7 +20,7 @@ def convert_checkpoint(source, output: str | None = None, model: str | None = No
     import jax.numpy as jnp
     from jaxlic.convert.compressai import compressai_tables
     from jaxlic.export import save_model
-    from jaxlic.models import detect_model, get_spec
+    from jaxlic.registry import detect_model, get_spec
 
     if tables not in ("rebuild", "checkpoint"):
         raise ValueError(f"tables must be 'rebuild' or 'checkpoint', got {tables!r}")

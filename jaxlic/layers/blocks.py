@@ -1,7 +1,8 @@
-"""Residual blocks of CompressAI / MLIC++ (``modules/layers/res_blk.py``), GELU variant as MLIC++ uses it."""
+"""Residual and attention blocks of CompressAI (``compressai/layers/layers.py``, LeakyReLU) and MLIC++
+(``modules/layers/res_blk.py``, the same blocks with GELU: the default here)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -14,16 +15,21 @@ def gelu(x: jax.Array) -> jax.Array:
     return nn.gelu(x, approximate=False)  # PyTorch nn.GELU() is the exact (erf) form
 
 
+def leaky_relu(x: jax.Array) -> jax.Array:
+    return nn.leaky_relu(x, 0.01)  # torch.nn.LeakyReLU() default slope
+
+
 class ResidualBlockWithStride(nn.Module):
     """GDN(conv2(GELU(conv1_s2(x)))) + skip_1x1_s2(x)."""
 
     features: int
     stride: int = 2
     precision: Any = None
+    act: Callable = gelu
 
     @nn.compact
     def __call__(self, x):
-        out = gelu(Conv(self.features, 3, self.stride, precision=self.precision, name="conv1")(x))
+        out = self.act(Conv(self.features, 3, self.stride, precision=self.precision, name="conv1")(x))
         out = GDN(precision=self.precision, name="gdn")(Conv(self.features, 3, precision=self.precision, name="conv2")(out))
         if self.stride != 1 or x.shape[-1] != self.features:
             x = Conv(self.features, 1, self.stride, padding=0, precision=self.precision, name="skip")(x)
@@ -35,11 +41,12 @@ class ResidualBlock(nn.Module):
 
     features: int
     precision: Any = None
+    act: Callable = gelu
 
     @nn.compact
     def __call__(self, x):
-        out = gelu(Conv(self.features, 3, precision=self.precision, name="conv1")(x))
-        out = gelu(Conv(self.features, 3, precision=self.precision, name="conv2")(out))
+        out = self.act(Conv(self.features, 3, precision=self.precision, name="conv1")(x))
+        out = self.act(Conv(self.features, 3, precision=self.precision, name="conv2")(out))
         if x.shape[-1] != self.features:
             x = Conv(self.features, 1, padding=0, precision=self.precision, name="skip")(x)
         return out + x
@@ -51,10 +58,60 @@ class ResidualBlockUpsample(nn.Module):
     features: int
     r: int = 2
     precision: Any = None
+    act: Callable = gelu
 
     @nn.compact
     def __call__(self, x):
-        out = gelu(SubpelConv(self.features, self.r, precision=self.precision, name="subpel_conv")(x))
+        out = self.act(SubpelConv(self.features, self.r, precision=self.precision, name="subpel_conv")(x))
         out = Conv(self.features, 3, precision=self.precision, name="conv")(out)
         out = GDN(inverse=True, precision=self.precision, name="igdn")(out)
         return out + SubpelConv(self.features, self.r, precision=self.precision, name="upsample")(x)
+
+
+class ResidualUnit(nn.Module):
+    """relu(conv(x) + x), conv = 1x1 (C -> C/2), ReLU, 3x3, ReLU, 1x1 (-> C): inside ``AttentionBlock``."""
+
+    features: int
+    precision: Any = None
+
+    def setup(self):
+        c, p = self.features, self.precision
+        self.conv = nn.Sequential([Conv(c // 2, 1, padding=0, precision=p), nn.relu, Conv(c // 2, 3, precision=p),
+                                   nn.relu, Conv(c, 1, padding=0, precision=p)])
+
+    def __call__(self, x):
+        return nn.relu(self.conv(x) + x)
+
+
+class AttentionBlock(nn.Module):
+    """Cheng et al. 2020's simplified attention: x + conv_a(x) * sigmoid(conv_b(x)), three residual units
+    each, conv_b ending in a 1x1 conv. (``setup``, so the Sequentials own their layers and the names follow
+    CompressAI's ``conv_a.{k}`` / ``conv_b.{k}``.)"""
+
+    features: int
+    precision: Any = None
+
+    def setup(self):
+        c, p = self.features, self.precision
+        self.conv_a = nn.Sequential([ResidualUnit(c, p) for _ in range(3)])
+        self.conv_b = nn.Sequential([*(ResidualUnit(c, p) for _ in range(3)), Conv(c, 1, padding=0, precision=p)])
+
+    def __call__(self, x):
+        return self.conv_a(x) * jax.nn.sigmoid(self.conv_b(x)) + x
+
+
+class ResidualBottleneckBlock(nn.Module):
+    """ELIC's block: x + conv3(relu(conv2(relu(conv1(x))))), 1x1 (C -> C/2), 3x3, 1x1 (-> C)."""
+
+    features: int
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        mid, p = min(x.shape[-1], self.features) // 2, self.precision
+        out = nn.relu(Conv(mid, 1, padding=0, precision=p, name="conv1")(x))
+        out = nn.relu(Conv(mid, 3, precision=p, name="conv2")(out))
+        out = Conv(self.features, 1, padding=0, precision=p, name="conv3")(out)
+        if x.shape[-1] != self.features:
+            x = Conv(self.features, 1, padding=0, precision=p, name="skip")(x)
+        return out + x

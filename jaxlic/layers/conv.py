@@ -166,3 +166,59 @@ class DepthwiseConv(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", torch_conv_bias_init(k * k), (c,)).astype(x.dtype)
         return y
+
+
+def context_mask(kernel_size: int, kind: str) -> np.ndarray:
+    """CompressAI's masks of a context convolution, (k, k): ``A`` (raster order: the rows above and the
+    positions to the left) or ``checkerboard`` (the four-neighbourhood parity: taps with odd dy + dx)."""
+    k, c = kernel_size, kernel_size // 2
+    m = np.ones((k, k), np.float32)
+    if kind == "A":
+        m[c, c:] = 0
+        m[c + 1:] = 0
+    elif kind == "checkerboard":
+        dy, dx = np.mgrid[:k, :k]
+        m[(dy + dx) % 2 == 0] = 0
+    else:
+        raise ValueError(f"mask must be 'A' or 'checkerboard', got {kind!r}")
+    return m
+
+
+class MaskedConv(nn.Module):
+    """CompressAI's ``MaskedConv2d`` (type A) and ``CheckerboardMaskedConv2d``: a stride-1 conv whose kernel is
+    multiplied by a fixed mask, padding k // 2. ``at`` evaluates the type-A one at chosen positions only."""
+
+    in_features: int
+    features: int
+    kernel_size: int = 5
+    mask: str = "A"
+    precision: Any = None
+
+    def setup(self):
+        k, cin = self.kernel_size, self.in_features
+        self.kernel = self.param("kernel", torch_conv_kernel_init(cin * k * k), (k, k, cin, self.features))
+        self.bias = self.param("bias", torch_conv_bias_init(cin * k * k), (self.features,))
+
+    def _masked(self, dtype):
+        return (self.kernel * jnp.asarray(context_mask(self.kernel_size, self.mask))[:, :, None, None]).astype(dtype)
+
+    def __call__(self, x: Array) -> Array:
+        p = self.kernel_size // 2
+        y = jax.lax.conv_general_dilated(x, self._masked(x.dtype), (1, 1), ((p, p), (p, p)),
+                                         dimension_numbers=_DN, precision=self.precision)
+        return y + self.bias.astype(x.dtype)
+
+    def at(self, padded: Array, rows: Array, cols: Array) -> Array:
+        """The type-A masked conv at positions (rows, cols) (P each) of the unpadded input, from ``padded``
+        (B, H + p, W + 2p, C), the input with p = k // 2 zero rows above and p zero columns each side:
+        (B, P, features). Only the taps the mask keeps are gathered (in row-major order, the first k * p + p)."""
+        if self.mask != "A":
+            raise ValueError("MaskedConv.at is for the type-A (raster) mask")
+        k, p, c = self.kernel_size, self.kernel_size // 2, self.in_features
+        n = k * p + p
+        window = jax.vmap(lambda i, j: jax.lax.dynamic_slice(padded, (0, i, j, 0), (padded.shape[0], p + 1, k, c)),
+                          out_axes=1)(rows, cols)                         # (B, P, p + 1, k, C)
+        window = window.reshape(*window.shape[:2], -1, c)[:, :, :n]       # (B, P, n, C)
+        w = self._masked(padded.dtype)[:p + 1].reshape(-1, c, self.features)[:n]
+        y = jnp.einsum("bpnc,nco->bpo", window, w, precision=self.precision)
+        return y + self.bias.astype(padded.dtype)

@@ -9,7 +9,6 @@ in the official order.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import flax.linen as nn
@@ -17,14 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlic.codec import Step
+from jaxlic import plan as P
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
-from jaxlic.entropy.factorized import factorized_table
-from jaxlic.entropy.gaussian import gaussian_table
 from jaxlic.entropy.quantization import quantize, ste_round
-from jaxlic.errors import UserError
 from jaxlic.layers.blocks import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, gelu
 from jaxlic.layers.conv import Conv, DepthwiseConv, SubpelConv
+from jaxlic.models.base import HyperpriorModel
 
 
 class AnalysisTransform(nn.Module):
@@ -293,51 +290,8 @@ class _LocalMlp(nn.Module):
         return nn.Dense(x.shape[-1], precision=self.precision, name="fc2")(y)
 
 
-_CONTEXTS = ("local_context", "channel_context", "global_inter_context", "global_intra_context",
-             "entropy_parameters_anchor", "entropy_parameters_nonanchor", "lrp_anchor", "lrp_nonanchor")
-_LINEAR = ("qkv_proj", "proj", "fc1", "fc2")
-
-
-def context_key(key: str):
-    """Official key of a per-slice context module -> (flax path, layout), or None. ``name.{k}`` becomes
-    ``name_k``; Linear weights are transposed, LayerNorm weights are Flax's ``scale``."""
-    m = re.fullmatch(r"(%s)\.(\d+)\.(.+)\.(weight|bias)|(%s)\.(\d+)\.(relative_position_table)"
-                     % ("|".join(_CONTEXTS), "local_context"), key)
-    if not m:
-        return None
-    if m.group(7):
-        return ("params", f"local_context_{m.group(6)}", "relative_position_table"), "copy"
-    module, i, inner, leaf = m.group(1), m.group(2), m.group(3), m.group(4)
-    parts = re.sub(r"(\w+)\.(\d+)", r"\1_\2", inner).split(".")
-    path = ("params", f"{module}_{i}", *parts)
-    if parts[-1].startswith("norm"):
-        return path + ("scale" if leaf == "weight" else "bias",), "copy"
-    if leaf == "bias":
-        return path + ("bias",), "copy"
-    return path + ("kernel",), "linear" if parts[-1] in _LINEAR else "conv"
-
-
-_INDEXED = r"(analysis_transform|synthesis_transform|reduction|increase)\.(\d+)"
-
-
-def transform_key(key: str):
-    """Official state_dict key of a transform -> (flax path, layout), or None."""
-    m = re.fullmatch(r"(g_a|g_s|h_a|h_s)\.(.+)\.(weight|bias|beta|gamma)", key)
-    if not m:
-        return None
-    net, inner, leaf = m.groups()
-    inner = re.sub(_INDEXED + r"\.0$", r"\1_\2.conv", inner)            # top-level subpel: Sequential(conv, shuffle)
-    inner = re.sub(r"(subpel_conv|upsample)\.0$", r"\1.conv", inner)   # inside ResidualBlockUpsample
-    inner = re.sub(r"(subpel_conv|upsample)\.0\.", r"\1.conv.", inner)
-    inner = re.sub(_INDEXED, r"\1_\2", inner)
-    path = ("params", net, *inner.split("."))
-    if leaf == "weight":
-        return path + ("kernel",), "conv"
-    return path + (leaf,), "copy"
-
-
 # --- the model --------------------------------------------------------------------------------------------------
-class MLICPlusPlus(nn.Module):
+class MLICPlusPlus(HyperpriorModel):
     """MLIC++ with MEM++: slice_num channel slices, each coded as checkerboard anchors then non-anchors, with
     local (checkerboard attention), global intra-slice and inter-slice (linear attention) and channel contexts,
     and latent residual prediction. Submodule names follow the official state_dict (``local_context_{i}`` for
@@ -443,18 +397,9 @@ class MLICPlusPlus(nn.Module):
     # --- codec plan: z, then per slice its anchors and its non-anchors (2 x slice_num + 1 steps) -------------
     # Coding layout is the official one: z as (B, C, h, w); y elements of a step as (B, slice_ch, h, w/2), the
     # checkerboard half squeezed (ckbd_*_sequeeze), so the flattened symbols and indexes are in official order.
-    def analysis(self, x):
-        y = self.g_a(x)
-        return {"y": y, "z": self.h_a(y)}
-
-    def predict_z(self, shape):
-        b, h, w, c = shape
-        means = jnp.broadcast_to(self.entropy_bottleneck.medians()[None, :, None, None], (b, c, h, w))
-        indexes = jnp.broadcast_to(jnp.arange(c, dtype=jnp.int32)[None, :, None, None], (b, c, h, w))
-        return means, indexes
-
+    # The z step (``HyperpriorModel.z_step``) hands ``update_z`` z_hat in NHWC.
     def update_z(self, z_hat):
-        return {"hyper": self.h_s(jnp.transpose(z_hat, (0, 2, 3, 1))), "done": []}
+        return {"hyper": self.h_s(z_hat), "done": []}
 
     def predict_anchor(self, state, i):
         refs, scales, means = self._anchor_params(i, state["done"], state["hyper"])
@@ -476,37 +421,18 @@ class MLICPlusPlus(nn.Module):
         y_hat_i = self._after_nonanchor(i, state["done"], state["hyper"], y_hat_i)
         return {"hyper": state["hyper"], "done": state["done"] + [y_hat_i]}
 
-    def synthesis(self, y_hat):
-        return self.g_s(y_hat)
-
-    # --- plumbing used by jaxlic.codec ---
-    def latent_shapes(self, batch: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
-        return {"y": (batch, height // 16, width // 16, self.M), "z": (batch, height // 64, width // 64, self.N)}
-
-    def coding_steps(self) -> list[Step]:
-        s = self.slice_ch
-        steps = [Step("z", "entropy_bottleneck",
-                      lambda m, v, state, shapes: (*m.apply(v, shapes["z"], method="predict_z"), state),
-                      lambda m, v, state, values, shapes: m.apply(v, values, method="update_z"),
-                      lambda m, latents: jnp.transpose(latents["z"], (0, 3, 1, 2)))]
+    def plan(self, shapes) -> P.Plan:
+        s, yshape = self.slice_ch, shapes["y"]
+        groups = [self.z_step(shapes, lambda m, v, state, z_hat: m.apply(v, z_hat, method="update_z"), "nchw")]
+        all_pos = np.arange(int(np.prod(yshape)), dtype=np.int32).reshape(yshape)
         for i in range(self.slice_num):
             for part, anchors in (("anchor", True), ("nonanchor", False)):
-                steps.append(Step(
-                    f"y{i}_{part}", "gaussian_conditional",
-                    lambda m, v, state, shapes, i=i, p=part: m.apply(v, state, i, method=f"predict_{p}"),
-                    lambda m, v, state, values, shapes, i=i, p=part: m.apply(v, state, values, i,
-                                                                            method=f"update_{p}"),
-                    lambda m, latents, i=i, a=anchors: jnp.transpose(
-                        ckbd_squeeze(latents["y"][..., i * s:(i + 1) * s], anchors=a), (0, 3, 1, 2))))
-        return steps
-
-    @staticmethod
-    def build_tables(variables) -> dict:
-        return {"entropy_bottleneck": factorized_table(variables["params"]["entropy_bottleneck"]),
-                "gaussian_conditional": gaussian_table(variables["constants"]["gaussian_conditional"]["scale_table"])}
-
-    def decode_image(self, variables, state):
-        return self.apply(variables, jnp.concatenate(state["done"], -1), method="synthesis")
+                pos = np.asarray(jnp.transpose(ckbd_squeeze(all_pos[..., i * s:(i + 1) * s], anchors), (0, 3, 1, 2)))
+                groups.append(P.StepGroup(
+                    f"y{i}_{part}", "gaussian_conditional", "y", 1, lambda t, pos=jnp.asarray(pos.reshape(-1)): pos,
+                    lambda m, v, state, t, i=i, p=part: m.apply(v, state, i, method=f"predict_{p}"),
+                    lambda m, v, state, t, values, i=i, p=part: m.apply(v, state, values, i, method=f"update_{p}")))
+        return P.Plan(tuple(groups), shapes, lambda state: {"y": jnp.concatenate(state["done"], -1)})
 
 
 def ckbd_squeeze(x, anchors: bool):
@@ -525,29 +451,3 @@ def ckbd_unsqueeze(x, anchors: bool):
     zero = jnp.zeros_like(x)
     pairs = jnp.stack([jnp.where(second, zero, x), jnp.where(second, x, zero)], axis=3)
     return pairs.reshape(b, h, 2 * w2, c)
-
-
-def mlicpp_key(key: str):
-    """Any official MLIC++ state_dict key -> (flax path, layout), or None (buffers)."""
-    from jaxlic.convert.compressai import entropy_bottleneck_key
-    if key == "gaussian_conditional.scale_table":
-        return ("constants", "gaussian_conditional", "scale_table"), "copy"
-    return transform_key(key) or context_key(key) or entropy_bottleneck_key(key)
-
-
-MLICPP_BUFFERS = (r".*relative_position_index",)
-
-
-def mlicpp_config(state_dict) -> dict:
-    """N, M, slice_num and the Old-module flags of an official MLIC++ state_dict, from its shapes and keys."""
-    sd = state_dict
-    try:
-        N = sd["h_a.reduction.0.weight"].shape[0]
-        M = sd["g_a.analysis_transform.6.weight"].shape[0]
-        slice_ch = sd["lrp_anchor.0.lrp_transform.4.weight"].shape[0] if "lrp_anchor.0.lrp_transform.6.weight" \
-            not in sd else sd["lrp_anchor.0.lrp_transform.6.weight"].shape[0]
-        old_g_s = sd["g_s.synthesis_transform.0.conv1.weight"].shape[0] != M
-    except KeyError as e:
-        raise UserError(f"not an MLIC++ state_dict: no {e}") from None
-    return {"N": int(N), "M": int(M), "slice_num": int(M // slice_ch), "old_g_s": bool(old_g_s),
-            "old_lrp": "lrp_anchor.0.lrp_transform.6.weight" in sd}

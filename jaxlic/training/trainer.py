@@ -25,7 +25,7 @@ from jaxlic.data.pipeline import train_dataset
 from jaxlic.errors import UserError
 from jaxlic.export import load_model, save_model
 from jaxlic.io import list_images, read_image
-from jaxlic.models import get_spec
+from jaxlic.registry import get_spec
 from jaxlic.training.losses import DISTORTIONS, rd_loss
 from jaxlic.training.writers import MetricWriter
 

@@ -1,0 +1,121 @@
+"""Cheng et al. 2020 in CompressAI's layouts: ``cheng2020-anchor``, ``cheng2020-attn`` (both with mbt2018's
+5x5 masked context, decoded along its wavefront) and ``cheng2020-anchor-checkerboard`` (He et al. 2021's
+two-pass checkerboard context). Residual blocks with LeakyReLU, sub-pixel up-sampling, M = N.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxlic import plan as P
+from jaxlic.entropy import EntropyBottleneck, GaussianConditional
+from jaxlic.entropy.quantization import quantize
+from jaxlic.layers.blocks import (AttentionBlock, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride,
+                                  leaky_relu)
+from jaxlic.layers.conv import Conv, MaskedConv, SubpelConv
+from jaxlic.models.base import HyperpriorModel
+from jaxlic.models.hyperprior import JointAutoregressive
+
+
+def _anchor_transforms(N, p, attention: bool):
+    rbws = lambda: ResidualBlockWithStride(N, precision=p, act=leaky_relu)
+    rb = lambda: ResidualBlock(N, precision=p, act=leaky_relu)
+    rbu = lambda: ResidualBlockUpsample(N, precision=p, act=leaky_relu)
+    att = lambda: AttentionBlock(N, p)
+    if attention:
+        g_a = [rbws(), rb(), rbws(), att(), rb(), rbws(), rb(), Conv(N, 3, 2, precision=p), att()]
+        g_s = [att(), rb(), rbu(), rb(), rbu(), att(), rb(), rbu(), rb(), SubpelConv(3, 2, precision=p)]
+    else:
+        g_a = [rbws(), rb(), rbws(), rb(), rbws(), rb(), Conv(N, 3, 2, precision=p)]
+        g_s = [rb(), rbu(), rb(), rbu(), rb(), rbu(), rb(), SubpelConv(3, 2, precision=p)]
+    h_a = [Conv(N, 3, precision=p), leaky_relu, Conv(N, 3, precision=p), leaky_relu, Conv(N, 3, 2, precision=p),
+           leaky_relu, Conv(N, 3, precision=p), leaky_relu, Conv(N, 3, 2, precision=p)]
+    h_s = [Conv(N, 3, precision=p), leaky_relu, SubpelConv(N, 2, precision=p), leaky_relu,
+           Conv(N * 3 // 2, 3, precision=p), leaky_relu, SubpelConv(N * 3 // 2, 2, precision=p), leaky_relu,
+           Conv(N * 2, 3, precision=p)]
+    return tuple(nn.Sequential(x) for x in (g_a, g_s, h_a, h_s))
+
+
+class Cheng2020Anchor(JointAutoregressive):
+    """``cheng2020-anchor``: mbt2018's entropy model (masked context, wavefront codec) with residual transforms;
+    M must equal N (the registry builds it so)."""
+
+    attention = False
+
+    def _transforms(self):
+        return _anchor_transforms(self.N, self.precision, self.attention)
+
+
+class Cheng2020Attention(Cheng2020Anchor):
+    """``cheng2020-attn``: the anchor plus simplified attention blocks in g_a and g_s."""
+
+    attention = True
+
+
+class Cheng2020AnchorCheckerboard(HyperpriorModel):
+    """``cheng2020-anchor-checkerboard``: anchor transforms; y coded in two passes, anchors ((row + col) even)
+    from the hyperprior alone, then the rest with a checkerboard-masked 5x5 context of the anchors."""
+
+    N: int = 192
+    precision: Any = None
+
+    @property
+    def M(self) -> int:
+        return self.N
+
+    def setup(self):
+        N, p = self.N, self.precision
+        self.g_a, self.g_s, self.h_a, self.h_s = _anchor_transforms(N, p, attention=False)
+        self.entropy_parameters = nn.Sequential([
+            Conv(N * 10 // 3, 1, precision=p), leaky_relu, Conv(N * 8 // 3, 1, precision=p), leaky_relu,
+            Conv(N * 6 // 3, 1, precision=p)])
+        self.context_prediction = MaskedConv(N, 2 * N, 5, "checkerboard", precision=p)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional()
+
+    def __call__(self, x, training: bool = False, rng=None):
+        """CompressAI's two-pass forward: anchors rounded around their means (STE), the context from them, the
+        rest likewise; noise for the rates when training."""
+        mode = "noise" if training else "dequantize"
+        rz, ry = jax.random.split(rng) if training else (None, None)
+        latents = self.analysis(x)
+        y = latents["y"]
+        z_hat, z_lik = self.entropy_bottleneck(latents["z"], mode, rz)
+        z_hat = quantize(latents["z"], "ste", self.entropy_bottleneck.medians()) if training else z_hat
+        params = self.h_s(z_hat)
+        anchor = jnp.asarray(P.checkerboard_mask(*y.shape[1:3], True, 0))[None, :, :, None]
+        s_a, m_a = self.ckbd_params(params, None)
+        y_a = anchor * quantize(y, "ste", m_a)
+        s_n, m_n = self.ckbd_params(params, y_a)
+        y_n = (1 - anchor) * quantize(y, "ste", m_n)
+        scales, means = jnp.where(anchor, s_a, s_n), jnp.where(anchor, m_a, m_n)
+        _, y_lik = self.gaussian_conditional(y, scales, means, mode, ry)
+        y_hat = y_a + y_n
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}, "z_hat": z_hat,
+                "y_hat": y_hat, "scales": scales, "means": means, **latents}
+
+    def ckbd_params(self, params, anchors_hat):
+        """Scales and means everywhere from the hyper params and (non-anchor pass) the decoded anchors."""
+        if anchors_hat is None:
+            ctx = jnp.zeros(params.shape[:3] + (2 * self.N,), params.dtype)
+        else:
+            ctx = self.context_prediction(anchors_hat)
+        return jnp.split(self.entropy_parameters(jnp.concatenate([ctx, params], -1)), 2, axis=-1)
+
+    def start_y(self, z_hat):
+        params = self.h_s(z_hat)
+        return {"params": params, "y": jnp.zeros(params.shape[:3] + (self.M,), params.dtype)}
+
+    def pass_params(self, state, anchors: bool):
+        scales, means = self.ckbd_params(state["params"], None if anchors else state["y"])
+        return means, self.gaussian_conditional.build_indexes(scales)
+
+    def plan(self, shapes) -> P.Plan:
+        z = self.z_step(shapes, lambda m, v, state, z_hat: m.apply(v, z_hat, method="start_y"))
+        y = P.checkerboard("y", "gaussian_conditional", "y", shapes["y"],
+                           lambda m, v, state, anchors: (*m.apply(v, state, anchors, method="pass_params"), state),
+                           lambda m, v, state, values, anchors: {**state, "y": state["y"] + values})
+        return P.Plan((z, *y), shapes)

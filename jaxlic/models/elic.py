@@ -1,0 +1,156 @@
+"""ELIC (He et al. 2022) in CompressAI's layouts: ``elic2022-official`` and ``elic2022-chandelier``.
+
+y is split into uneven channel groups (default 16, 16, 32, 64, M - 128); each group is coded in two
+checkerboard passes, its entropy parameters from a spatial context (checkerboard-masked 5x5 conv of the group's
+anchors), a channel context of earlier groups (all of them; Chandelier's: the first and the latest) and the
+hyperprior. The codec plan is z, then anchors and non-anchors per group: 2 x groups + 1 steps.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlic import plan as P
+from jaxlic.entropy import EntropyBottleneck, GaussianConditional
+from jaxlic.entropy.quantization import quantize
+from jaxlic.layers.blocks import AttentionBlock, ResidualBottleneckBlock
+from jaxlic.layers.conv import Conv, ConvTranspose, MaskedConv
+from jaxlic.models.base import HyperpriorModel
+
+
+def default_groups(M: int) -> tuple[int, ...]:
+    return (16, 16, 32, 64, M - 128)
+
+
+def channel_ramp(c_in: int, c_out: int, min_ch: int, layers: int = 3) -> list[int]:
+    """CompressAI's ``sequential_channel_ramp`` widths: floor(torch.linspace(c_in, c_out, layers + 1)) in
+    float32 (torch's two-sided formula), the inner ones at least ``min_ch``."""
+    n = layers + 1
+    step = np.float32((c_out - c_in) / (n - 1))
+    vals = [np.float32(c_in) + np.float32(i) * step if i < n // 2 else np.float32(c_out) - np.float32(n - 1 - i) * step
+            for i in range(n)]
+    ch = [int(np.floor(v)) for v in vals]
+    return [ch[0]] + [max(c, min_ch) for c in ch[1:-1]] + [ch[-1]]
+
+
+class Elic2022(HyperpriorModel):
+    """``chandelier`` False: ``Elic2022Official``; True: ``Elic2022Chandelier`` (h_s ends in a conv to 2M,
+    1x1 entropy-parameter nets 2M -> 512 -> 2g, means before scales, channel context of the first and the
+    latest groups)."""
+
+    N: int = 192
+    M: int = 320
+    groups: tuple[int, ...] | None = None
+    chandelier: bool = False
+    precision: Any = None
+
+    @property
+    def group_sizes(self) -> tuple[int, ...]:
+        g = tuple(self.groups) if self.groups is not None else default_groups(self.M)
+        if sum(g) != self.M or min(g) < 1:
+            raise ValueError(f"channel groups {g} must be positive and sum to M={self.M}")
+        return g
+
+    def setup(self):
+        N, M, p, g = self.N, self.M, self.precision, self.group_sizes
+        rbb = lambda: ResidualBottleneckBlock(N, precision=p)
+        self.g_a = nn.Sequential([
+            Conv(N, 5, 2, precision=p), rbb(), rbb(), rbb(), Conv(N, 5, 2, precision=p), rbb(), rbb(), rbb(),
+            AttentionBlock(N, p), Conv(N, 5, 2, precision=p), rbb(), rbb(), rbb(), Conv(M, 5, 2, precision=p),
+            AttentionBlock(M, p)])
+        self.g_s = nn.Sequential([
+            AttentionBlock(M, p), ConvTranspose(N, 5, precision=p), rbb(), rbb(), rbb(), ConvTranspose(N, 5, precision=p),
+            AttentionBlock(N, p), rbb(), rbb(), rbb(), ConvTranspose(N, 5, precision=p), rbb(), rbb(), rbb(),
+            ConvTranspose(3, 5, precision=p)])
+        self.h_a = nn.Sequential([Conv(N, 3, 1, precision=p), nn.relu, Conv(N, 5, 2, precision=p), nn.relu,
+                                  Conv(N, 5, 2, precision=p)])
+        last = Conv(2 * M, 3, 1, precision=p) if self.chandelier else ConvTranspose(2 * N, 3, 1, precision=p)
+        self.h_s = nn.Sequential([ConvTranspose(N, 5, precision=p), nn.relu, ConvTranspose(N * 3 // 2, 5, precision=p),
+                                  nn.relu, last])
+        side = 2 * M if self.chandelier else 2 * N
+        self.channel_context = {k: nn.Sequential([
+            Conv(224, 5, precision=p), nn.relu, Conv(128, 5, precision=p), nn.relu, Conv(2 * g[k], 5, precision=p)])
+            for k in range(1, len(g))}
+        self.context_prediction = [MaskedConv(g[k], 2 * g[k], 5, "checkerboard", precision=p) for k in range(len(g))]
+        nets = []
+        for k in range(len(g)):
+            c_in = 2 * g[k] + (k > 0) * 2 * g[k] + side
+            widths = [c_in, 2 * M, 512, 2 * g[k]] if self.chandelier else channel_ramp(c_in, 2 * g[k], 2 * N)
+            layers = []
+            for w in widths[1:]:
+                layers += [Conv(w, 1, padding=0, precision=p), nn.relu]
+            nets.append(nn.Sequential(layers[:-1]))
+        self.entropy_parameters = nets
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional()
+
+    @property
+    def _bounds(self):
+        acc = np.cumsum((0,) + self.group_sizes)
+        return [(int(a), int(b)) for a, b in zip(acc[:-1], acc[1:])]
+
+    def group_params(self, params, done, k: int, anchors_hat):
+        """Scales and means of group k everywhere: ``done`` the decoded earlier groups, ``anchors_hat`` the
+        group's decoded anchors (None in the anchor pass: no spatial context)."""
+        g = self.group_sizes[k]
+        side = params
+        if k:
+            prev = done if not self.chandelier or k == 1 else [done[0], done[-1]]
+            side = jnp.concatenate([self.channel_context[k](jnp.concatenate(prev, -1)), params], -1)
+        if anchors_hat is None:
+            ctx = jnp.zeros(params.shape[:3] + (2 * g,), params.dtype)
+        else:
+            ctx = self.context_prediction[k](anchors_hat)
+        a, b = jnp.split(self.entropy_parameters[k](jnp.concatenate([ctx, side], -1)), 2, axis=-1)
+        return (b, a) if self.chandelier else (a, b)  # (scales, means)
+
+    def __call__(self, x, training: bool = False, rng=None):
+        mode = "noise" if training else "dequantize"
+        rz, ry = jax.random.split(rng) if training else (None, None)
+        latents = self.analysis(x)
+        y = latents["y"]
+        z_hat, z_lik = self.entropy_bottleneck(latents["z"], mode, rz)
+        z_hat = quantize(latents["z"], "ste", self.entropy_bottleneck.medians()) if training else z_hat
+        params = self.h_s(z_hat)
+        anchor = jnp.asarray(P.checkerboard_mask(*y.shape[1:3], True, 0))[None, :, :, None]
+        done, scales, means = [], [], []
+        for k, (c0, c1) in enumerate(self._bounds):
+            y_k = y[..., c0:c1]
+            s_a, m_a = self.group_params(params, done, k, None)
+            y_a = anchor * quantize(y_k, "ste", m_a)
+            s_n, m_n = self.group_params(params, done, k, y_a)
+            done.append(y_a + (1 - anchor) * quantize(y_k, "ste", m_n))
+            scales.append(jnp.where(anchor, s_a, s_n))
+            means.append(jnp.where(anchor, m_a, m_n))
+        scales, means, y_hat = (jnp.concatenate(t, -1) for t in (scales, means, done))
+        _, y_lik = self.gaussian_conditional(y, scales, means, mode, ry)
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}, "z_hat": z_hat,
+                "y_hat": y_hat, "scales": scales, "means": means, **latents}
+
+    # --- codec: z, then per group its anchors and the rest ------------------------------------------------
+    def start_y(self, z_hat):
+        params = self.h_s(z_hat)
+        return {"params": params, "y": jnp.zeros(params.shape[:3] + (self.M,), params.dtype)}
+
+    def pass_params(self, state, k: int, anchors: bool):
+        bounds = self._bounds
+        done = [state["y"][..., a:b] for a, b in bounds[:k]]
+        c0, c1 = bounds[k]
+        scales, means = self.group_params(state["params"], done, k, None if anchors else state["y"][..., c0:c1])
+        return means, self.gaussian_conditional.build_indexes(scales)
+
+    def plan(self, shapes) -> P.Plan:
+        b, h, w, _ = shapes["y"]
+        groups = [self.z_step(shapes, lambda m, v, state, z_hat: m.apply(v, z_hat, method="start_y"))]
+        for k, (c0, c1) in enumerate(self._bounds):
+            def update(m, v, state, values, anchors, c0=c0, c1=c1):
+                return {**state, "y": state["y"].at[..., c0:c1].add(values)}
+            groups += P.checkerboard(
+                f"y{k}", "gaussian_conditional", "y", (b, h, w, c1 - c0),
+                lambda m, v, state, anchors, k=k: (*m.apply(v, state, k, anchors, method="pass_params"), state),
+                update, channels=(c0, shapes["y"][-1]))
+        return P.Plan(tuple(groups), shapes)

@@ -1,0 +1,90 @@
+"""Explicit model registry: name -> how to build, convert and code it (no string imports).
+
+It joins the two layers that must not know each other: the models (``jaxlic.models``) and the key maps of the
+official checkpoints (``jaxlic.convert``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+from jaxlic.convert import compressai as _cai
+from jaxlic.convert import mlicpp as _mlicpp_keys
+from jaxlic.errors import UserError
+from jaxlic.models import cheng2020, elic, hyperprior, mlicpp
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[..., Any]              # config kwargs -> flax module
+    defaults: dict                         # default config
+    key_map: Callable[[str], tuple | None]  # PyTorch key -> (flax path, layout)
+    ignore: tuple[str, ...]                # PyTorch buffers that carry no learned state
+    description: str = ""
+    # official state_dict (prefixes stripped) -> config; raises ValueError if it is not this model
+    detect_config: Callable[[Mapping], dict] | None = None
+
+
+def _cheng(cls):
+    return lambda N=192, precision=None: cls(N=N, M=N, precision=precision)
+
+
+def _elic(chandelier: bool):
+    def build(N=192, M=320, groups=None, precision=None):
+        return elic.Elic2022(N=N, M=M, groups=None if groups is None else tuple(groups), chandelier=chandelier,
+                             precision=precision)
+    return build
+
+
+def _zoo(name, build, defaults, description):
+    return ModelSpec(name, build, defaults, _cai.KEY_MAPS[name], _cai.ZOO_BUFFERS, description, _cai.DETECT[name])
+
+
+REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
+    _zoo("bmshj2018-factorized", lambda **c: hyperprior.FactorizedPrior(**c), {"N": 128, "M": 192},
+         "Factorized prior, Balle et al. 2018 (CompressAI bmshj2018-factorized)"),
+    _zoo("bmshj2018-hyperprior", lambda **c: hyperprior.ScaleHyperprior(**c), {"N": 128, "M": 192},
+         "Scale hyperprior, Balle et al. 2018 (CompressAI bmshj2018-hyperprior)"),
+    _zoo("mbt2018-mean", lambda **c: hyperprior.MeanScaleHyperprior(**c), {"N": 128, "M": 192},
+         "Mean-scale hyperprior, Minnen et al. 2018 (CompressAI mbt2018-mean layout)"),
+    _zoo("mbt2018", lambda **c: hyperprior.JointAutoregressive(**c), {"N": 192, "M": 192},
+         "Joint autoregressive and hierarchical priors, Minnen et al. 2018 (CompressAI mbt2018; wavefront codec)"),
+    _zoo("cheng2020-anchor", _cheng(cheng2020.Cheng2020Anchor), {"N": 128},
+         "Cheng et al. 2020 anchor (CompressAI cheng2020-anchor; wavefront codec)"),
+    _zoo("cheng2020-attn", _cheng(cheng2020.Cheng2020Attention), {"N": 128},
+         "Cheng et al. 2020 with attention (CompressAI cheng2020-attn; wavefront codec)"),
+    _zoo("cheng2020-anchor-checkerboard", lambda **c: cheng2020.Cheng2020AnchorCheckerboard(**c), {"N": 192},
+         "Cheng et al. 2020 anchor with He et al. 2021's checkerboard context (CompressAI)"),
+    _zoo("elic2022-official", _elic(False), {"N": 192, "M": 320, "groups": None},
+         "ELIC, He et al. 2022 (CompressAI elic2022-official)"),
+    _zoo("elic2022-chandelier", _elic(True), {"N": 192, "M": 320, "groups": None},
+         "ELIC as re-implemented by Chandelier 2023 (CompressAI elic2022-chandelier)"),
+    ModelSpec(
+        "mlicpp", lambda **c: mlicpp.MLICPlusPlus(**c),
+        {"N": 192, "M": 320, "slice_num": 10, "context_window": 5, "old_g_s": False, "old_lrp": False},
+        _mlicpp_keys.mlicpp_key, _cai.COMPRESSAI_BUFFERS + _mlicpp_keys.MLICPP_BUFFERS,
+        "MLIC++, Jiang & Wang 2023 (official JiangWeibeta/MLIC layout; current and Old modules)",
+        _mlicpp_keys.mlicpp_config),
+]}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in REGISTRY:
+        raise UserError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def detect_model(state_dict: Mapping) -> tuple[str, dict]:
+    """(model name, config) of an official state_dict, from its keys and shapes."""
+    found = []
+    for spec in REGISTRY.values():
+        try:
+            found.append((spec.name, {**spec.defaults, **spec.detect_config(state_dict)}))
+        except ValueError:
+            pass
+    if len(found) != 1:
+        raise UserError("cannot tell which model this checkpoint holds "
+                        f"({'none' if not found else ', '.join(n for n, _ in found)} of {sorted(REGISTRY)} "
+                        "match its keys); pass --model")
+    return found[0]
