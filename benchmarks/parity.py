@@ -4,7 +4,8 @@
 
 For each fixture of a registered model in ``$JAXLIC_SHARED/fixtures`` (the model and its configuration are
 detected from the official state_dict): max |ours - official| / max |official| per output of the evaluation
-forward on the fixture's input. The tests (``pytest -m parity``) assert these stay <= 1e-5 and also check the
+forward on the fixture's input and, where the fixture has them, of the real codec (the latent g_s receives
+after decoding, and the decoded image). The tests (``pytest -m parity``) assert these stay <= 1e-5 and also check the
 codec's symbols and indexes; this writes the numbers the README quotes.
 """
 from __future__ import annotations
@@ -45,9 +46,24 @@ def fixture_errors(d: pathlib.Path) -> dict:
     with jax.default_matmul_precision("highest"):
         got = jax.jit(model.apply)(variables, jnp.asarray(x))
     errors = {k: rel_err(got[k], out[ref]) for k, ref in OUTPUTS.items() if k in got and ref in out}
-    for k in ("y", "z"):
+    for k in got["likelihoods"]:
         errors[f"{k}_likelihoods"] = rel_err(got["likelihoods"][k], out[f"{k}_likelihoods"])
+    if "codec_dec_y_hat" in out:  # CompressAI's real codec: the latent its g_s receives, the decoded image
+        errors.update(codec_errors(name, config, model, variables, out))
     return {"model": name, "config": config, "input": list(x.shape), "max_relative_error": errors}
+
+
+def codec_errors(name, config, model, variables, out) -> dict:
+    from jaxlic.codec import Codec
+    codec = Codec(name, model, variables, model.build_tables(variables), config)
+    y_err = x_err = 0.0
+    for b in range(out["x"].shape[0]):
+        img = np.round(out["x"][b] * 255).astype(np.uint8)
+        dec = {}
+        x_hat, _ = codec.decode_latents(codec.compress(img), latents_out=dec)
+        y_err = max(y_err, rel_err(dec["y_hat"][0], out["codec_dec_y_hat"][b]))
+        x_err = max(x_err, rel_err(np.clip(x_hat, 0, 1), out["codec_x_hat"][b]))
+    return {"codec_y_hat": y_err, "codec_x_hat": x_err}
 
 
 def main(argv=None):

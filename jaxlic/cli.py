@@ -94,7 +94,11 @@ def cmd_init(args):
     import jax
     from jaxlic.export import init_variables, save_model
     from jaxlic.registry import get_spec
-    config = {**get_spec(args.model).defaults, **_parse_config(args.config)}
+    given = _parse_config(args.config)
+    if "quality" in given:  # CompressAI's architecture size of that quality
+        from jaxlic.zoo import published_config
+        given = {**published_config(args.model, int(given.pop("quality"))), **given}
+    config = {**get_spec(args.model).defaults, **given}
     model, variables, tables = init_variables(args.model, config, jax.random.key(args.seed))
     save_model(args.output, args.model, config, variables, tables)
     print(f"wrote {args.output}: {args.model} {config} with random weights (seed {args.seed})")
@@ -178,7 +182,7 @@ def build_parser():
     n = sub.add_parser("init", help="a checkpoint with random weights (for tests and benchmarks)")
     n.add_argument("output")
     n.add_argument("--model", required=True, choices=sorted(REGISTRY))
-    n.add_argument("--config", help="e.g. N=128,M=192")
+    n.add_argument("--config", help="e.g. N=128,M=192, or quality=Q (CompressAI's size of that quality)")
     n.add_argument("--seed", type=int, default=0)
     n.set_defaults(fn=cmd_init)
     b = sub.add_parser("build-dataset", help="image folders -> a TFDS dataset local_images/NAME (array_record)")
