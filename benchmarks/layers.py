@@ -3,7 +3,8 @@
     python benchmarks/layers.py [--repeat 5] [--json OUT.json] [--threads 2]
 
 Guards against regressions onto XLA:CPU's slow paths (docs/XLA_CPU.md): the transposed convolution is also
-timed in its textbook form (lax.conv_transpose) to show what the phase form avoids.
+timed in its textbook form (lax.conv_transpose) to show what the phase form avoids, and the 1x1 convolution as
+XLA's convolution op beside the matrix product ``Conv`` uses for it.
 """
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ class TextbookConvTranspose:
         return y
 
 
+class ConvolutionOp1x1:
+    """A 1x1 convolution through lax.conv_general_dilated (what ``Conv`` replaces by a matrix product)."""
+
+    def __init__(self, features):
+        self.features = features
+
+    def init(self, key, x):
+        return {"params": {"kernel": jax.random.normal(key, (1, 1, x.shape[-1], self.features)) * 0.05}}
+
+    def apply(self, v, x):
+        return jax.lax.conv_general_dilated(x, v["params"]["kernel"], (1, 1), ((0, 0), (0, 0)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 def _time(fn, *args, repeat):
     jax.block_until_ready(fn(*args))
     ts = []
@@ -48,6 +63,8 @@ def cases():
     return [
         ("conv5x5 s2 128->128", lambda: Conv(128, 5, 2), (B, 64, 64, 128), "conv", dict(k=5, s=2, p=2)),
         ("conv3x3 128", lambda: Conv(128, 3, 1), (B, 64, 64, 128), "conv", dict(k=3, s=1, p=1)),
+        ("conv1x1 128 (matrix product)", lambda: Conv(128, 1, 1), (B, 64, 64, 128), "conv", dict(k=1, s=1, p=0)),
+        ("conv1x1 128 (lax.conv_general_dilated)", lambda: ConvolutionOp1x1(128), (B, 64, 64, 128), None, {}),
         ("convT5x5 s2 128 (phase form)", lambda: ConvTranspose(128), (B, 32, 32, 128), "deconv", {}),
         ("convT5x5 s2 128 (lax.conv_transpose)", lambda: TextbookConvTranspose(128), (B, 32, 32, 128), None, {}),
         ("subpel3x3 r2 128", lambda: SubpelConv(128), (B, 32, 32, 128), "subpel", {}),

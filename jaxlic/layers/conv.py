@@ -38,9 +38,13 @@ class Conv(nn.Module):
         pad = k // 2 if self.padding is None else self.padding
         fan_in = x.shape[-1] * k * k
         kernel = self.param("kernel", torch_conv_kernel_init(fan_in), (k, k, x.shape[-1], self.features))
-        y = jax.lax.conv_general_dilated(
-            x, kernel.astype(x.dtype), (self.stride, self.stride), ((pad, pad), (pad, pad)),
-            dimension_numbers=_DN, precision=self.precision)
+        if k == 1 and pad == 0 and self.stride == 1:
+            # a matrix product: XLA:CPU's 1x1 convolution is ~2x slower forward, ~5x in the gradient (XLA_CPU.md)
+            y = jnp.einsum("...c,co->...o", x, kernel[0, 0].astype(x.dtype), precision=self.precision)
+        else:
+            y = jax.lax.conv_general_dilated(
+                x, kernel.astype(x.dtype), (self.stride, self.stride), ((pad, pad), (pad, pad)),
+                dimension_numbers=_DN, precision=self.precision)
         if self.use_bias:
             y = y + self.param("bias", torch_conv_bias_init(fan_in), (self.features,)).astype(x.dtype)
         return y
@@ -199,6 +203,12 @@ class MaskedConv(nn.Module):
         self.kernel = self.param("kernel", torch_conv_kernel_init(cin * k * k), (k, k, cin, self.features))
         self.bias = self.param("bias", torch_conv_bias_init(cin * k * k), (self.features,))
 
+    def taps(self) -> Array:
+        """The kernel's kept taps for ``at``, (k * p + p) * C x features: slicing it inside every wavefront step
+        would copy it each time, so a plan computes it once and keeps it in its state."""
+        k, p = self.kernel_size, self.kernel_size // 2
+        return self.kernel[:p + 1].reshape(-1, self.features)[:(k * p + p) * self.in_features]
+
     def _masked(self, dtype):
         return (self.kernel * jnp.asarray(context_mask(self.kernel_size, self.mask))[:, :, None, None]).astype(dtype)
 
@@ -208,17 +218,17 @@ class MaskedConv(nn.Module):
                                          dimension_numbers=_DN, precision=self.precision)
         return y + self.bias.astype(x.dtype)
 
-    def at(self, padded: Array, rows: Array, cols: Array) -> Array:
+    def at(self, padded: Array, rows: Array, cols: Array, taps: Array | None = None) -> Array:
         """The type-A masked conv at positions (rows, cols) (P each) of the unpadded input, from ``padded``
         (B, H + p, W + 2p, C), the input with p = k // 2 zero rows above and p zero columns each side:
         (B, P, features). Only the taps the mask keeps are gathered (in row-major order, the first k * p + p)."""
         if self.mask != "A":
             raise ValueError("MaskedConv.at is for the type-A (raster) mask")
         k, p, c = self.kernel_size, self.kernel_size // 2, self.in_features
-        n = k * p + p
+        n = k * p + p  # the mask keeps exactly these taps (all ones), so the kernel is read without masking
         window = jax.vmap(lambda i, j: jax.lax.dynamic_slice(padded, (0, i, j, 0), (padded.shape[0], p + 1, k, c)),
                           out_axes=1)(rows, cols)                         # (B, P, p + 1, k, C)
-        window = window.reshape(*window.shape[:2], -1, c)[:, :, :n]       # (B, P, n, C)
-        w = self._masked(padded.dtype)[:p + 1].reshape(-1, c, self.features)[:n]
-        y = jnp.einsum("bpnc,nco->bpo", window, w, precision=self.precision)
+        window = window.reshape(*window.shape[:2], -1)[:, :, :n * c]      # (B, P, n * C)
+        w = (self.taps() if taps is None else taps).astype(padded.dtype)
+        y = jnp.einsum("bpn,no->bpo", window, w, precision=self.precision)
         return y + self.bias.astype(padded.dtype)

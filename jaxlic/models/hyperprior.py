@@ -210,16 +210,26 @@ class JointAutoregressive(HyperpriorModel):
 
     # --- codec: z, then the wavefront of the masked context -------------------------------------------------
     def start_y(self, z_hat):
-        """State of the wavefront: hyper params and the decoded y, zero-padded for the 5x5 context (2 rows
-        above, 2 columns each side)."""
+        """State of the wavefront: the decoded y zero-padded for the 5x5 context (2 rows above, 2 columns each
+        side), and what does not depend on it, computed once: the hyper params' part of the first entropy-
+        parameter layer at every position, that layer's context weights and the context's kept taps (slicing
+        weights inside a step would copy them at every step)."""
         params = self.h_s(z_hat)
         b, h, w, _ = params.shape
-        return {"params": params, "y_pad": jnp.zeros((b, h + 2, w + 4, self.M), params.dtype)}
+        first = self.entropy_parameters.layers[0].variables["params"]
+        k = first["kernel"][0, 0].astype(params.dtype)
+        hyper = jnp.einsum("...c,co->...o", params, k[:2 * self.M], precision=self.precision) + first["bias"]
+        return {"hyper": hyper, "ctx_weights": k[2 * self.M:], "taps": self.context_prediction.taps(),
+                "y_pad": jnp.zeros((b, h + 2, w + 4, self.M), params.dtype)}
 
     def wave_params(self, state, rows, cols):
-        """Means and indexes at the positions (rows, cols) from the decoded neighbourhoods: (B, P, M)."""
-        ctx = self.context_prediction.at(state["y_pad"], rows, cols)
-        gp = self.entropy_parameters(jnp.concatenate([state["params"][:, rows, cols], ctx], -1)[:, :, None])[:, :, 0]
+        """Means and indexes at the positions (rows, cols) from the decoded neighbourhoods: (B, P, M). The same
+        function as the forward's entropy_parameters(concat(params, context)), its first layer split in two."""
+        ctx = self.context_prediction.at(state["y_pad"], rows, cols, state["taps"])
+        x = state["hyper"][:, rows, cols] + jnp.einsum("bpc,co->bpo", ctx, state["ctx_weights"],
+                                                       precision=self.precision)
+        layers = self.entropy_parameters.layers
+        gp = layers[4](_leaky(layers[2](_leaky(x))))
         scales, means = jnp.split(gp, 2, axis=-1)
         return means, self.gaussian_conditional.build_indexes(scales)
 
