@@ -2,9 +2,10 @@
 goes: Python and JAX start-up, loading the checkpoint, tracing / lowering / reading the compiled functions
 from the cache, and the compute itself.
 
-    python benchmarks/cli.py [--checkpoint M.npz] [--image kodim01.png] [--json OUT.json]
+    python benchmarks/cli.py [--checkpoint M.npz | --model NAME --config quality=Q] [--image kodim01.png]
+        [--json OUT.json]
 
-Without --checkpoint, a full-size mbt2018-mean (N=128, M=192) with random weights is made by ``jaxlic init``.
+Without --checkpoint, ``jaxlic init`` makes the model with random weights (default: mbt2018-mean, N=128, M=192).
 Each run is a fresh process, as a user's would be.
 """
 from __future__ import annotations
@@ -60,6 +61,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     shared = pathlib.Path(os.environ.get("JAXLIC_SHARED", ROOT.parent / "shared"))
     p.add_argument("--checkpoint")
+    p.add_argument("--model", default="mbt2018-mean", help="without --checkpoint: the model jaxlic init makes")
+    p.add_argument("--config", default="N=128,M=192", help="without --checkpoint: its --config")
     p.add_argument("--image", default=str(shared / "datasets" / "kodak" / "kodim01.png"))
     p.add_argument("--json", default=None, help="default: benchmarks/results/cli.json")
     args = p.parse_args(argv)
@@ -68,10 +71,10 @@ def main(argv=None):
         env = {**os.environ, "JAXLIC_CACHE_DIR": str(tmp / "cache")}
         ck = args.checkpoint
         if not ck:
-            ck = tmp / "mbt.npz"
-            subprocess.run([sys.executable, "-m", "jaxlic.cli", "init", ck, "--model", "mbt2018-mean", "--config",
-                            "N=128,M=192"], check=True, env=env, stdout=subprocess.DEVNULL)
-        res = {"checkpoint": str(args.checkpoint or "mbt2018-mean N=128 M=192, random weights (jaxlic init)"),
+            ck = tmp / "model.npz"
+            subprocess.run([sys.executable, "-m", "jaxlic.cli", "init", ck, "--model", args.model, "--config",
+                            args.config], check=True, env=env, stdout=subprocess.DEVNULL)
+        res = {"checkpoint": str(args.checkpoint or f"{args.model} {args.config}, random weights (jaxlic init)"),
                "checkpoint_mb": os.path.getsize(ck) / 2 ** 20, "image": os.path.basename(args.image)}
         for n in ("first", "second"):  # the first fills the cache
             res[f"compress_{n}_run_s"] = timed_run(["compress", args.image, tmp / "a.jlc", "--checkpoint", ck], env)

@@ -147,6 +147,11 @@ def _steps(timings, flops):
 
 def official_speed(image_path, official_dir, repeats, threads):
     """The official MLIC++ (random weights, official init), compress and decompress on the same image."""
+    from common import import_compressai
+    import_compressai()  # the official code imports CompressAI, which imports torchvision
+    import compressai.ops
+    if not hasattr(compressai.ops, "ste_round"):  # renamed quantize_ste in CompressAI 1.2 (same function)
+        compressai.ops.ste_round = compressai.ops.quantize_ste
     sys.path.insert(0, official_dir)
     import torch
     from models import MLICPlusPlus  # official code, from the checkout given

@@ -9,7 +9,7 @@ coded symbols) and code the same 8-bit image. CompressAI runs in a child process
 ``--compressai-python``: CompressAI 1.2.8 pins numpy<2, which current jax does not accept). Runs alternate
 (jaxlic, CompressAI, jaxlic, ...) after a warm-up of each; medians are reported. JSON fields (a contract for
 scripts): ``compress_s``, ``decompress_s``, ``synthesis_s`` (the g_s part of decompress), ``context_s``
-(decompress minus synthesis), ``compile_s`` (first compress + decompress minus warm ones), per-group splits
+(decompress minus synthesis, per run, from a run timed step by step), ``compile_s`` (first compress + decompress minus warm ones), per-group splits
 (network vs coder, and per step for repeated groups), compile time at three image sizes, and the CompressAI
 figures and ratios where it ran.
 """
@@ -58,14 +58,17 @@ def jaxlic_codec(model_name, quality):
 
 
 def jaxlic_split(codec, image, data):
-    """One instrumented compress and decompress: per group network and coder seconds (synchronised)."""
+    """One instrumented compress and decompress: per group network and coder seconds (synchronised), and the
+    instrumented decompress's wall time."""
     enc, dec = [], []
     codec.encode_latents(image, timings=enc)
+    t0 = time.perf_counter()
     codec.decode_latents(data, timings=dec)
+    wall = time.perf_counter() - t0
     counts = {g.name: g.count for g in codec.plan(*image.shape[:2]).groups}
     table = lambda rows: {name: {"network_s": n, "coder_s": c, "steps": counts.get(name, 1),
                                  "per_step_s": (n + c) / counts.get(name, 1)} for name, n, c in rows}
-    return table(enc), table(dec)
+    return table(enc), table(dec), wall
 
 
 def compile_times(model_name, quality, image, sizes):
@@ -163,36 +166,37 @@ def main(argv=None):
         child.stdin.flush()
         return json.loads(child.stdout.readline())
 
-    ours = {"compress": [], "decompress": []}
-    cai = {"compress": [], "decompress": [], "synthesis": []}
+    ours = {"compress": [], "decompress": [], "synthesis": [], "context": []}
+    cai = {"compress": [], "decompress": [], "synthesis": [], "context": []}
     for _ in range(args.repeats):  # alternating, so a change of load on the machine hits both
         ours["compress"].append(_timed(lambda: codec.compress(image, args.coder))[0])
         ours["decompress"].append(_timed(lambda: codec.decompress(data))[0])
+        # the split from an instrumented run (synchronised at every step, so slightly slower: conservative)
+        enc_split, dec_split, wall = jaxlic_split(codec, image, data)
+        ours["synthesis"].append(dec_split["synthesis"]["network_s"])
+        ours["context"].append(wall - ours["synthesis"][-1])
         if child:
             cai["compress"].append(theirs("compress")["s"])
             r = theirs("decompress")
             cai["decompress"].append(r["s"])
             cai["synthesis"].append(r["synthesis_s"])
+            cai["context"].append(r["s"] - r["synthesis_s"])
     if child:
         child.stdin.close()
         child.wait()
-    enc_split, dec_split = jaxlic_split(codec, image, data)
     med = statistics.median
     res.update(compress_s=med(ours["compress"]), decompress_s=med(ours["decompress"]),
-               synthesis_s=dec_split["synthesis"]["network_s"], compile_s=first_c + first_d
-               - med(ours["compress"]) - med(ours["decompress"]), compress_runs=ours["compress"],
-               decompress_runs=ours["decompress"], compress_split=enc_split, decompress_split=dec_split)
-    res["context_s"] = res["decompress_s"] - res["synthesis_s"]
+               synthesis_s=med(ours["synthesis"]), context_s=med(ours["context"]),
+               compile_s=first_c + first_d - med(ours["compress"]) - med(ours["decompress"]),
+               runs=ours, compress_split=enc_split, decompress_split=dec_split)
     print(f"{args.model} quality {args.quality} {config}, {res['image']} {image.shape[1]}x{image.shape[0]}, "
           f"random weights, median of {args.repeats}")
     print(f"  {'':11} {'compress':>9} {'decompress':>10} {'g_s':>7} {'context':>8}")
     print(f"  {'jaxlic':11} {res['compress_s']:9.3f} {res['decompress_s']:10.3f} {res['synthesis_s']:7.3f} "
           f"{res['context_s']:8.3f}  (jax {jax.__version__}, compile {res['compile_s']:.1f} s)")
     if child:
-        c = {"compress_s": med(cai["compress"]), "decompress_s": med(cai["decompress"]),
-             "synthesis_s": med(cai["synthesis"])}
-        c["context_s"] = c["decompress_s"] - c["synthesis_s"]
-        res["compressai"] = {**c, "compress_runs": cai["compress"], "decompress_runs": cai["decompress"]}
+        c = {f"{k}_s": med(v) for k, v in cai.items()}
+        res["compressai"] = {**c, "runs": cai}
         res["ratios"] = {k: c[k] / res[k] for k in ("compress_s", "decompress_s", "context_s")}
         print(f"  {'CompressAI':11} {c['compress_s']:9.3f} {c['decompress_s']:10.3f} {c['synthesis_s']:7.3f} "
               f"{c['context_s']:8.3f}  (CompressAI {res['compressai_info']['compressai']}, {args.threads} threads)")

@@ -188,3 +188,50 @@ def test_config_qualities_and_training_gradients(fixture):
         assert all(np.isfinite(v).all() for v in leaves), top
         if top != "entropy_bottleneck":  # its quantiles learn from the aux loss only
             assert any(np.abs(v).max() > 0 for v in leaves), f"{top}: no gradient"
+
+
+_DECODE_ALL = """
+import json, sys, numpy as np
+from jaxlic.codec import Codec
+from jaxlic.export import load_model
+for job in json.loads(sys.argv[1]):
+    n, c, m, v, t = load_model(job["checkpoint"])
+    x, s = Codec(n, m, v, t, c).decode_latents(open(job["file"], "rb").read())
+    np.savez(job["out"], x=x, **s)
+"""
+
+
+def test_round_trips_decode_in_another_process(tmp_path):
+    """Every zoo model, both coders where installed: files written here decode in a fresh process (its own
+    compilation) to the same symbols and the same image, bit for bit."""
+    import subprocess
+    import sys
+    from jaxlic.codec import to_uint8
+    from jaxlic.coding.coders import available_coders
+    from jaxlic.export import load_model, save_model
+    jobs, expected = [], {}
+    rng = np.random.default_rng(11)
+    for fixture in ZOO:
+        name, config, model, variables, _, _ = converted(fixture, precision=None)
+        ckpt = tmp_path / f"{fixture}.npz"
+        save_model(str(ckpt), name, config, variables, model.build_tables(variables))
+        here = Codec(*_loaded(load_model(str(ckpt))))
+        for coder in available_coders():
+            img = rng.integers(0, 256, (int(rng.integers(1, 90)), int(rng.integers(1, 90)), 3), dtype=np.uint8)
+            c, sym = here.encode_latents(img, coder)
+            path = tmp_path / f"{fixture}_{coder}.jlc"
+            path.write_bytes(_bytes(c))
+            out = tmp_path / f"{fixture}_{coder}.npz"
+            jobs.append({"checkpoint": str(ckpt), "file": str(path), "out": str(out)})
+            expected[str(out)] = (sym, here.decompress(path.read_bytes()))
+    subprocess.run([sys.executable, "-c", _DECODE_ALL, json.dumps(jobs)], check=True, timeout=900)
+    for out, (sym, image) in expected.items():
+        with np.load(out) as f:
+            for k in sym:
+                np.testing.assert_array_equal(f[k], sym[k], err_msg=f"{out} {k}")
+            np.testing.assert_array_equal(to_uint8(f["x"]), image, err_msg=out)
+
+
+def _loaded(loaded):
+    name, config, model, variables, tables = loaded
+    return name, model, variables, tables, config
