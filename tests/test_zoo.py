@@ -235,3 +235,15 @@ def test_round_trips_decode_in_another_process(tmp_path):
 def _loaded(loaded):
     name, config, model, variables, tables = loaded
     return name, model, variables, tables, config
+
+
+def test_plan_scatter_and_gather_skip_padding():
+    """Padding positions (-1) are neither written nor read: the buffer keeps its values there."""
+    from jaxlic.plan import gather, scatter
+    buf = jnp.arange(12, dtype=jnp.float32).reshape(1, 2, 2, 3)
+    pos = jnp.asarray([5, -1, 0, -1], jnp.int32)
+    out = np.asarray(scatter(buf, pos, jnp.asarray([50.0, 99.0, 70.0, 98.0])))
+    ref = np.arange(12, dtype=np.float32)
+    ref[5], ref[0] = 50.0, 70.0
+    np.testing.assert_array_equal(out.reshape(-1), ref)
+    np.testing.assert_array_equal(np.asarray(gather(buf, pos)), [5.0, 0.0, 0.0, 0.0])
