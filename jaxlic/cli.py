@@ -33,8 +33,17 @@ def _parse_config(s: str | None) -> dict:
         v = v.strip()
         if v.lower() in ("true", "false"):
             out[k.strip()] = v.lower() == "true"
+        elif "/" in v:  # a list of ints, e.g. ELIC's groups=16/16/32/64/192
+            try:
+                out[k.strip()] = [int(p) for p in v.split("/")]
+            except ValueError:
+                raise UserError(f"bad --config item {item!r}; a list is ints separated by /") from None
         else:
-            out[k.strip()] = int(v) if v.lstrip("-").isdigit() else float(v)
+            try:
+                out[k.strip()] = int(v) if v.lstrip("-").isdigit() else float(v)
+            except ValueError:
+                raise UserError(f"bad --config item {item!r}; values are numbers, true/false or ints a/b/c") \
+                    from None
     return out
 
 

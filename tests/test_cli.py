@@ -214,3 +214,23 @@ def test_user_errors_one_line_bugs_a_traceback(capsys):
     assert report("jaxlic", bug) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "KeyError: 'missing'" in err and "this is a bug in jaxlic" in err
+
+
+def test_init_config_errors_and_lists(tmp_path, capsys):
+    """--config: a value that is not a number, a quality the model lacks, ELIC groups that do not sum to M are
+    one-line errors naming the problem; a list a/b/c gives ELIC's groups."""
+    from jaxlic.cli import main
+    out = tmp_path / "m.npz"
+    for model, config, says in (("mbt2018", "N=a", "bad --config item 'N=a'"),
+                                ("mbt2018", "quality=9", "mbt2018 has qualities"),
+                                ("elic2022-official", "N=8,M=16", "must be positive and sum to M=16"),
+                                ("elic2022-official", "N=8,M=16,groups=2/2/x", "a list is ints separated by /")):
+        assert main(["init", str(out), "--model", model, "--config", config]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("jaxlic: error: ") and says in err and err.count("\n") == 1, err
+        assert not out.exists()
+    from jaxlic.cli import _parse_config
+    from jaxlic.registry import get_spec
+    config = _parse_config("N=8,M=16,groups=2/2/4/8")
+    assert config == {"N": 8, "M": 16, "groups": [2, 2, 4, 8]}
+    assert get_spec("elic2022-official").build(**config).group_sizes == (2, 2, 4, 8)

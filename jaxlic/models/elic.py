@@ -17,6 +17,7 @@ import numpy as np
 from jaxlic import plan as P
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
 from jaxlic.entropy.quantization import quantize
+from jaxlic.errors import UserError
 from jaxlic.layers.blocks import AttentionBlock, ResidualBottleneckBlock
 from jaxlic.layers.conv import Conv, ConvTranspose, MaskedConv
 from jaxlic.models.base import HyperpriorModel
@@ -52,7 +53,8 @@ class Elic2022(HyperpriorModel):
     def group_sizes(self) -> tuple[int, ...]:
         g = tuple(self.groups) if self.groups is not None else default_groups(self.M)
         if sum(g) != self.M or min(g) < 1:
-            raise ValueError(f"channel groups {g} must be positive and sum to M={self.M}")
+            raise UserError(f"ELIC's channel groups {g} must be positive and sum to M={self.M} (the default "
+                            "16, 16, 32, 64, M - 128 needs M > 128; give groups, e.g. --config groups=8/8/16)")
         return g
 
     def setup(self):
