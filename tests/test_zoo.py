@@ -5,6 +5,7 @@ and the decoded image), published-size parameter counts and keys, and the plan c
 Floats: max |a - ref| <= 1e-5 max |ref|. Rounded latents may differ by one quantization step where the value
 they are rounded from lies within float tolerance of a rounding boundary; such elements are counted and printed.
 """
+import functools
 import json
 
 import jax
@@ -121,8 +122,7 @@ def _tiny(name):
 def test_round_trip_any_size(fixture, coder):
     """Sizes that are not multiples of 64, and 1x1: the decoded image is the evaluation forward's
     reconstruction of the image edge-padded here, cropped and rounded to 8 bits; symbols round-trip."""
-    name, config, model, variables, _, _ = converted(fixture, precision=None)
-    codec = Codec(name, model, variables, model.build_tables(variables), config)
+    name, config, model, variables, codec = _codec(fixture)
     rng = np.random.default_rng(len(fixture))
     for size in ((1, 1), (70, 45)):
         img = rng.integers(0, 256, size + (3,), dtype=np.uint8)
@@ -135,6 +135,12 @@ def test_round_trip_any_size(fixture, coder):
         else:
             ref = np.asarray(padded_forward(model, variables, img)["x_hat"])
         assert_8bit_matches(codec.decompress(_bytes(c)), ref[0, :size[0], :size[1]], margin=2e-2)
+
+
+@functools.lru_cache(maxsize=None)  # the coders of one fixture share its compiled plans (small models)
+def _codec(fixture):
+    name, config, model, variables, _, _ = converted(fixture, precision=None)
+    return name, config, model, variables, Codec(name, model, variables, model.build_tables(variables), config)
 
 
 def _raster_reference(model, variables, img):
@@ -161,6 +167,12 @@ def _raster_reference(model, variables, img):
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
+# the gradient check for one model of each training path (the others differ from these in transforms only,
+# which their forward parity covers): factorized, masked context, attention, checkerboard, uneven groups
+TRAINED = {"bmshj2018_factorized", "mbt2018", "cheng2020_attn", "cheng2020_anchor_checkerboard",
+           "elic2022_chandelier"}
+
+
 @pytest.mark.parametrize("fixture", ZOO)
 def test_config_qualities_and_training_gradients(fixture):
     """configs/<model>.py:quality=Q gives CompressAI's size and lambda of that quality; the tiny config's model
@@ -173,6 +185,8 @@ def test_config_qualities_and_training_gradients(fixture):
     for q, size in QUALITIES[name].items():
         c = load_config(f"{path}:quality={q}")
         assert (c.model, dict(c.model_config), c.lmbda) == (name, size, MSE_LAMBDAS[q])
+    if fixture not in TRAINED:
+        return
     c = load_config(f"{path}:tiny")
     model = get_spec(name).build(**c.model_config)
     x = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
@@ -216,8 +230,9 @@ def test_round_trips_decode_in_another_process(tmp_path):
         ckpt = tmp_path / f"{fixture}.npz"
         save_model(str(ckpt), name, config, variables, model.build_tables(variables))
         here = Codec(*_loaded(load_model(str(ckpt))))
+        # one size per model (random), so the coders share its compiled plan
+        img = rng.integers(0, 256, (int(rng.integers(1, 90)), int(rng.integers(1, 90)), 3), dtype=np.uint8)
         for coder in available_coders():
-            img = rng.integers(0, 256, (int(rng.integers(1, 90)), int(rng.integers(1, 90)), 3), dtype=np.uint8)
             c, sym = here.encode_latents(img, coder)
             path = tmp_path / f"{fixture}_{coder}.jlc"
             path.write_bytes(_bytes(c))
@@ -247,3 +262,26 @@ def test_plan_scatter_and_gather_skip_padding():
     ref[5], ref[0] = 50.0, 70.0
     np.testing.assert_array_equal(out.reshape(-1), ref)
     np.testing.assert_array_equal(np.asarray(gather(buf, pos)), [5.0, 0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (5, 2), (8, 4), (32, 48), (13, 100)])
+def test_wavefront_schedule(h, w):
+    """Every position once; each after all its type-A 5x5 context positions; the real positions of a step are a
+    prefix of its padded ones (the bucketed steps compute only that prefix) and fit the largest bucket."""
+    from jaxlic.layers.conv import context_mask
+    from jaxlic.plan import wavefront_buckets, wavefront_count, wavefront_rows_cols, wavefront_size
+    step = np.full((h, w), -1)
+    for t in range(wavefront_count(h, w)):
+        i, j, valid = (np.asarray(a) for a in wavefront_rows_cols(jnp.int32(t), h, w))
+        n = int(valid.sum())
+        assert valid[:n].all() and not valid[n:].any(), t  # (n = 0 where W < 3: t = 3i + 1, 3i + 2 are empty)
+        assert (step[i[:n], j[:n]] == -1).all(), t
+        step[i[:n], j[:n]] = t
+    assert (step >= 0).all()
+    assert wavefront_buckets(wavefront_size(h, w))[-1] == wavefront_size(h, w)
+    mask = context_mask(5, "A")
+    for i, j in np.ndindex(h, w):
+        for di, dj in zip(*np.nonzero(mask)):
+            a, b = i + di - 2, j + dj - 2
+            if 0 <= a < h and 0 <= b < w:
+                assert step[a, b] < step[i, j], ((i, j), (a, b))
