@@ -204,11 +204,11 @@ class MaskedConv(nn.Module):
         self.bias = self.param("bias", torch_conv_bias_init(cin * k * k), (self.features,))
 
     def taps(self) -> Array:
-        """The kernel's kept taps for ``at``, features x (k * p + p) * C: slicing it inside every wavefront step
-        would copy it each time, so a plan computes it once and keeps it in its state. Output-major, because
-        XLA:CPU multiplies a few rows by an (out, in) matrix 1.3-1.5x faster than by an (in, out) one."""
+        """The kernel's kept taps for ``at``, (k * p + p) * C x features: slicing it inside every wavefront step
+        would copy it each time, so a plan computes it once and keeps it in its state. Input-major, as the
+        kernel: XLA:CPU's dot (YNNPACK) transposes an (out, in) matrix at every call (docs/XLA_CPU.md)."""
         k, p = self.kernel_size, self.kernel_size // 2
-        return self.kernel[:p + 1].reshape(-1, self.features)[:(k * p + p) * self.in_features].T
+        return self.kernel[:p + 1].reshape(-1, self.features)[:(k * p + p) * self.in_features]
 
     def _masked(self, dtype):
         return (self.kernel * jnp.asarray(context_mask(self.kernel_size, self.mask))[:, :, None, None]).astype(dtype)
@@ -231,5 +231,5 @@ class MaskedConv(nn.Module):
                           out_axes=1)(rows, cols)                         # (B, P, p + 1, k, C)
         window = window.reshape(*window.shape[:2], -1)[:, :, :n * c]      # (B, P, n * C)
         w = (self.taps() if taps is None else taps).astype(padded.dtype)
-        y = jnp.einsum("bpn,on->bpo", window, w, precision=self.precision)
+        y = jnp.einsum("bpn,no->bpo", window, w, precision=self.precision)
         return y + self.bias.astype(padded.dtype)

@@ -212,17 +212,17 @@ class JointAutoregressive(HyperpriorModel):
     def start_y(self, z_hat):
         """State of the wavefront: the decoded y zero-padded for the 5x5 context (2 rows above, 2 columns each
         side), and what does not depend on it, computed once: the hyper params' part of the first entropy-
-        parameter layer at every position, and the weights a step multiplies by, sliced and laid out (out, in)
-        once (slicing inside a step would copy them at every step; XLA:CPU multiplies a few rows by an (out, in)
-        matrix 1.3-1.5x faster than by the kernel's (in, out))."""
+        parameter layer at every position, and the weights a step multiplies by, sliced once (slicing inside a
+        step would copy them at every step) and kept (in, out) as the kernels are (XLA:CPU transposes an (out,
+        in) matrix at every call, docs/XLA_CPU.md)."""
         params = self.h_s(z_hat)
         b, h, w, _ = params.shape
         layers = self.entropy_parameters.layers
         first = layers[0].variables["params"]
         k = first["kernel"][0, 0].astype(params.dtype)
         hyper = jnp.einsum("...c,co->...o", params, k[:2 * self.M], precision=self.precision) + first["bias"]
-        later = [layers[i].variables["params"]["kernel"][0, 0].T.astype(params.dtype) for i in (2, 4)]
-        return {"hyper": hyper, "weights": [k[2 * self.M:].T, *later], "taps": self.context_prediction.taps(),
+        later = [layers[i].variables["params"]["kernel"][0, 0].astype(params.dtype) for i in (2, 4)]
+        return {"hyper": hyper, "weights": [k[2 * self.M:], *later], "taps": self.context_prediction.taps(),
                 "y_pad": jnp.zeros((b, h + 2, w + 4, self.M), params.dtype)}
 
     def wave_params(self, state, rows, cols):
@@ -230,7 +230,7 @@ class JointAutoregressive(HyperpriorModel):
         function as the forward's entropy_parameters(concat(params, context)), its first layer split in two."""
         layers = self.entropy_parameters.layers
         ctx = self.context_prediction.at(state["y_pad"], rows, cols, state["taps"])
-        mul = lambda x, w: jnp.einsum("bpc,oc->bpo", x, w, precision=self.precision)
+        mul = lambda x, w: jnp.einsum("bpc,co->bpo", x, w, precision=self.precision)
         first, *later = state["weights"]
         x = state["hyper"][:, rows, cols] + mul(ctx, first)
         for w, layer in zip(later, (layers[2], layers[4])):
