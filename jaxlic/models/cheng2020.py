@@ -7,16 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from jaxlic import plan as P
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
-from jaxlic.entropy.quantization import quantize
 from jaxlic.layers.blocks import (AttentionBlock, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride,
                                   leaky_relu)
 from jaxlic.layers.conv import Conv, MaskedConv, SubpelConv
-from jaxlic.models.base import HyperpriorModel
+from jaxlic.models.base import CheckerboardGroups
 from jaxlic.models.hyperprior import JointAutoregressive
 
 
@@ -55,7 +52,7 @@ class Cheng2020Attention(Cheng2020Anchor):
     attention = True
 
 
-class Cheng2020AnchorCheckerboard(HyperpriorModel):
+class Cheng2020AnchorCheckerboard(CheckerboardGroups):
     """``cheng2020-anchor-checkerboard``: anchor transforms; y coded in two passes, anchors ((row + col) even)
     from the hyperprior alone, then the rest with a checkerboard-masked 5x5 context of the anchors."""
 
@@ -76,46 +73,13 @@ class Cheng2020AnchorCheckerboard(HyperpriorModel):
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional()
 
-    def __call__(self, x, training: bool = False, rng=None):
-        """CompressAI's two-pass forward: anchors rounded around their means (STE), the context from them, the
-        rest likewise; noise for the rates when training."""
-        mode = "noise" if training else "dequantize"
-        rz, ry = jax.random.split(rng) if training else (None, None)
-        latents = self.analysis(x)
-        y = latents["y"]
-        z_hat, z_lik = self.entropy_bottleneck(latents["z"], mode, rz)
-        z_hat = quantize(latents["z"], "ste", self.entropy_bottleneck.medians()) if training else z_hat
-        params = self.h_s(z_hat)
-        anchor = jnp.asarray(P.checkerboard_mask(*y.shape[1:3], True, 0))[None, :, :, None]
-        s_a, m_a = self.ckbd_params(params, None)
-        y_a = anchor * quantize(y, "ste", m_a)
-        s_n, m_n = self.ckbd_params(params, y_a)
-        y_n = (1 - anchor) * quantize(y, "ste", m_n)
-        scales, means = jnp.where(anchor, s_a, s_n), jnp.where(anchor, m_a, m_n)
-        _, y_lik = self.gaussian_conditional(y, scales, means, mode, ry)
-        y_hat = y_a + y_n
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}, "z_hat": z_hat,
-                "y_hat": y_hat, "scales": scales, "means": means, **latents}
+    @property
+    def channel_bounds(self):
+        return [(0, self.N)]
 
-    def ckbd_params(self, params, anchors_hat):
-        """Scales and means everywhere from the hyper params and (non-anchor pass) the decoded anchors."""
+    def group_params(self, params, done, k: int, anchors_hat):
         if anchors_hat is None:
             ctx = jnp.zeros(params.shape[:3] + (2 * self.N,), params.dtype)
         else:
             ctx = self.context_prediction(anchors_hat)
         return jnp.split(self.entropy_parameters(jnp.concatenate([ctx, params], -1)), 2, axis=-1)
-
-    def start_y(self, z_hat):
-        params = self.h_s(z_hat)
-        return {"params": params, "y": jnp.zeros(params.shape[:3] + (self.M,), params.dtype)}
-
-    def pass_params(self, state, anchors: bool):
-        scales, means = self.ckbd_params(state["params"], None if anchors else state["y"])
-        return means, self.gaussian_conditional.build_indexes(scales)
-
-    def plan(self, shapes) -> P.Plan:
-        z = self.z_step(shapes, lambda m, v, state, z_hat: m.apply(v, z_hat, method="start_y"))
-        y = P.checkerboard("y", "gaussian_conditional", "y", shapes["y"],
-                           lambda m, v, state, anchors: (*m.apply(v, state, anchors, method="pass_params"), state),
-                           lambda m, v, state, values, anchors: {**state, "y": state["y"] + values})
-        return P.Plan((z, *y), shapes)

@@ -10,17 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlic import plan as P
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
-from jaxlic.entropy.quantization import quantize
 from jaxlic.errors import UserError
 from jaxlic.layers.blocks import AttentionBlock, ResidualBottleneckBlock
 from jaxlic.layers.conv import Conv, ConvTranspose, MaskedConv
-from jaxlic.models.base import HyperpriorModel
+from jaxlic.models.base import CheckerboardGroups
 
 
 def default_groups(M: int) -> tuple[int, ...]:
@@ -38,7 +35,7 @@ def channel_ramp(c_in: int, c_out: int, min_ch: int, layers: int = 3) -> list[in
     return [ch[0]] + [max(c, min_ch) for c in ch[1:-1]] + [ch[-1]]
 
 
-class Elic2022(HyperpriorModel):
+class Elic2022(CheckerboardGroups):
     """``chandelier`` False: ``Elic2022Official``; True: ``Elic2022Chandelier`` (h_s ends in a conv to 2M,
     1x1 entropy-parameter nets 2M -> 512 -> 2g, means before scales, channel context of the first and the
     latest groups)."""
@@ -91,13 +88,12 @@ class Elic2022(HyperpriorModel):
         self.gaussian_conditional = GaussianConditional()
 
     @property
-    def _bounds(self):
+    def channel_bounds(self):
         acc = np.cumsum((0,) + self.group_sizes)
         return [(int(a), int(b)) for a, b in zip(acc[:-1], acc[1:])]
 
     def group_params(self, params, done, k: int, anchors_hat):
-        """Scales and means of group k everywhere: ``done`` the decoded earlier groups, ``anchors_hat`` the
-        group's decoded anchors (None in the anchor pass: no spatial context)."""
+        """Chandelier's channel context sees the first and the latest decoded groups, the official one all."""
         g = self.group_sizes[k]
         side = params
         if k:
@@ -109,50 +105,3 @@ class Elic2022(HyperpriorModel):
             ctx = self.context_prediction[k](anchors_hat)
         a, b = jnp.split(self.entropy_parameters[k](jnp.concatenate([ctx, side], -1)), 2, axis=-1)
         return (b, a) if self.chandelier else (a, b)  # (scales, means)
-
-    def __call__(self, x, training: bool = False, rng=None):
-        mode = "noise" if training else "dequantize"
-        rz, ry = jax.random.split(rng) if training else (None, None)
-        latents = self.analysis(x)
-        y = latents["y"]
-        z_hat, z_lik = self.entropy_bottleneck(latents["z"], mode, rz)
-        z_hat = quantize(latents["z"], "ste", self.entropy_bottleneck.medians()) if training else z_hat
-        params = self.h_s(z_hat)
-        anchor = jnp.asarray(P.checkerboard_mask(*y.shape[1:3], True, 0))[None, :, :, None]
-        done, scales, means = [], [], []
-        for k, (c0, c1) in enumerate(self._bounds):
-            y_k = y[..., c0:c1]
-            s_a, m_a = self.group_params(params, done, k, None)
-            y_a = anchor * quantize(y_k, "ste", m_a)
-            s_n, m_n = self.group_params(params, done, k, y_a)
-            done.append(y_a + (1 - anchor) * quantize(y_k, "ste", m_n))
-            scales.append(jnp.where(anchor, s_a, s_n))
-            means.append(jnp.where(anchor, m_a, m_n))
-        scales, means, y_hat = (jnp.concatenate(t, -1) for t in (scales, means, done))
-        _, y_lik = self.gaussian_conditional(y, scales, means, mode, ry)
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}, "z_hat": z_hat,
-                "y_hat": y_hat, "scales": scales, "means": means, **latents}
-
-    # --- codec: z, then per group its anchors and the rest ------------------------------------------------
-    def start_y(self, z_hat):
-        params = self.h_s(z_hat)
-        return {"params": params, "y": jnp.zeros(params.shape[:3] + (self.M,), params.dtype)}
-
-    def pass_params(self, state, k: int, anchors: bool):
-        bounds = self._bounds
-        done = [state["y"][..., a:b] for a, b in bounds[:k]]
-        c0, c1 = bounds[k]
-        scales, means = self.group_params(state["params"], done, k, None if anchors else state["y"][..., c0:c1])
-        return means, self.gaussian_conditional.build_indexes(scales)
-
-    def plan(self, shapes) -> P.Plan:
-        b, h, w, _ = shapes["y"]
-        groups = [self.z_step(shapes, lambda m, v, state, z_hat: m.apply(v, z_hat, method="start_y"))]
-        for k, (c0, c1) in enumerate(self._bounds):
-            def update(m, v, state, values, anchors, c0=c0, c1=c1):
-                return {**state, "y": state["y"].at[..., c0:c1].add(values)}
-            groups += P.checkerboard(
-                f"y{k}", "gaussian_conditional", "y", (b, h, w, c1 - c0),
-                lambda m, v, state, anchors, k=k: (*m.apply(v, state, k, anchors, method="pass_params"), state),
-                update, channels=(c0, shapes["y"][-1]))
-        return P.Plan(tuple(groups), shapes)
