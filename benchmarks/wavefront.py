@@ -7,12 +7,12 @@
    range coder, and the transition from z (h_s, the hyper part of the first entropy-parameter layer, the first
    prediction). Random weights at the published size of quality 5 (N=192, M=320).
 2. Its four matrix products alone (context taps 3840 -> 640, then the entropy parameters' 640 -> 1066 -> 853
-   -> 640, leaky ReLU between) for 1, 4, 8 and 16 positions, with the weights laid out (in, out) as the plan
-   keeps them or (out, in). Each layout is timed in blocks of consecutive calls, as the codec calls one step
-   after another; blocks of the two layouts alternate (the machine is shared). Medians in ms.
+   -> 640, leaky ReLU between) for 1, 4, 8 and 16 positions, three ways (``products``). Each way is timed in
+   blocks of consecutive calls, as the codec calls one step after another; blocks of the three alternate (the
+   machine is shared). Medians in ms.
 
-This is the measurement behind the (in, out) layout of ``MaskedConv.taps`` and ``JointAutoregressive.start_y``
-and behind the step sizes of ``jaxlic.plan.wavefront_buckets``.
+This is the measurement behind the feature-major products of ``MaskedConv.at`` and
+``JointAutoregressive.wave_params`` and behind the step sizes of ``jaxlic.plan.wavefront_buckets``.
 """
 from __future__ import annotations
 
@@ -71,35 +71,44 @@ def real_step(image_path, rounds):
 
 
 def products(rounds, calls):
+    """The four products three ways: positions as rows times the weights (in, out) (``x @ w``) or (out, in)
+    (``x @ w.T``), and feature-major, the weights (out, in) times positions as columns (``w @ x``, what the
+    plan does)."""
     import jax
     import jax.numpy as jnp
     rng = np.random.default_rng(0)
     kernels = [jnp.asarray(rng.normal(0, 0.02, s), jnp.float32) for s in SHAPES]
-    layouts = {"(in, out)": (kernels, "pk,kn->pn"), "(out, in)": ([k.T.copy() for k in kernels], "pk,nk->pn")}
+    transposed = [k.T.copy() for k in kernels]
 
-    def chain(spec):
+    def rows(spec):
         def f(x, ws):
             for i, w in enumerate(ws):
                 x = jnp.einsum(spec, jax.nn.leaky_relu(x) if i else x, w)
             return x
-        return jax.jit(f)
+        return f
 
-    fns = {name: chain(spec) for name, (_, spec) in layouts.items()}
-    rows = []
+    def columns(x, ws):
+        x = x.T
+        for i, w in enumerate(ws):
+            x = w @ (jax.nn.leaky_relu(x) if i else x)
+        return jax.lax.optimization_barrier(x).T  # as the plan: no transposed operand in the last product
+
+    variants = {"x @ w (in, out)": (jax.jit(rows("pk,kn->pn")), kernels),
+                "x @ w.T (out, in)": (jax.jit(rows("pk,nk->pn")), transposed),
+                "w @ x, feature-major (out, in)": (jax.jit(columns), transposed)}
+    rows_out = []
     for positions in (1, 4, 8, 16):
-        x = jnp.ones((positions, SHAPES[0][0]), jnp.float32)
-        blocks = {name: [] for name in layouts}
-        for name, (ws, _) in layouts.items():
-            fns[name](x, ws).block_until_ready()
+        x = jnp.asarray(rng.normal(0, 1, (positions, SHAPES[0][0])), jnp.float32)
+        blocks = {name: [] for name in variants}
+        for fn, ws in variants.values():
+            fn(x, ws).block_until_ready()
         for _ in range(rounds):
-            for name, (ws, _) in layouts.items():
-                blocks[name].append(_median_ms(lambda: fns[name](x, ws).block_until_ready(), calls))
+            for name, (fn, ws) in variants.items():
+                blocks[name].append(_median_ms(lambda: fn(x, ws).block_until_ready(), calls))
         row = {"positions": positions, **{name: statistics.median(b) for name, b in blocks.items()}}
-        row["(out, in) / (in, out)"] = row["(out, in)"] / row["(in, out)"]
-        rows.append(row)
-        print(f"  {positions:3d} positions: (in, out) {row['(in, out)']:.2f} ms, (out, in) {row['(out, in)']:.2f} ms"
-              f" ({row['(out, in) / (in, out)']:.2f}x)")
-    return rows
+        rows_out.append(row)
+        print(f"  {positions:3d} positions: " + ", ".join(f"{name} {row[name]:.2f} ms" for name in variants))
+    return rows_out
 
 
 def main(argv=None):

@@ -212,29 +212,33 @@ class JointAutoregressive(HyperpriorModel):
     def start_y(self, z_hat):
         """State of the wavefront: the decoded y zero-padded for the 5x5 context (2 rows above, 2 columns each
         side), and what does not depend on it, computed once: the hyper params' part of the first entropy-
-        parameter layer at every position, and the weights a step multiplies by, sliced once (slicing inside a
-        step would copy them at every step) and kept (in, out) as the kernels are (XLA:CPU transposes an (out,
-        in) matrix at every call, docs/XLA_CPU.md)."""
+        parameter layer at every position, and the weights a step multiplies by, sliced and laid out (out, in)
+        once (slicing inside a step would copy them at every step)."""
         params = self.h_s(z_hat)
         b, h, w, _ = params.shape
         layers = self.entropy_parameters.layers
         first = layers[0].variables["params"]
         k = first["kernel"][0, 0].astype(params.dtype)
         hyper = jnp.einsum("...c,co->...o", params, k[:2 * self.M], precision=self.precision) + first["bias"]
-        later = [layers[i].variables["params"]["kernel"][0, 0].astype(params.dtype) for i in (2, 4)]
-        return {"hyper": hyper, "weights": [k[2 * self.M:], *later], "taps": self.context_prediction.taps(),
+        later = [layers[i].variables["params"]["kernel"][0, 0].T.astype(params.dtype) for i in (2, 4)]
+        return {"hyper": hyper, "weights": [k[2 * self.M:].T, *later], "taps": self.context_prediction.taps(),
                 "y_pad": jnp.zeros((b, h + 2, w + 4, self.M), params.dtype)}
 
     def wave_params(self, state, rows, cols):
         """Means and indexes at the positions (rows, cols) from the decoded neighbourhoods: (B, P, M). The same
-        function as the forward's entropy_parameters(concat(params, context)), its first layer split in two."""
+        function as the forward's entropy_parameters(concat(params, context)), its first layer split in two,
+        computed feature-major (features, B * P) as ``MaskedConv.at`` gives the context."""
         layers = self.entropy_parameters.layers
+        b = state["y_pad"].shape[0]
         ctx = self.context_prediction.at(state["y_pad"], rows, cols, state["taps"])
-        mul = lambda x, w: jnp.einsum("bpc,co->bpo", x, w, precision=self.precision)
+        mul = lambda w, x: jnp.einsum("oc,cq->oq", w, x, precision=self.precision)
         first, *later = state["weights"]
-        x = state["hyper"][:, rows, cols] + mul(ctx, first)
+        x = state["hyper"][:, rows, cols].reshape(b * rows.shape[0], -1).T + mul(first, ctx)
         for w, layer in zip(later, (layers[2], layers[4])):
-            x = mul(_leaky(x), w) + layer.variables["params"]["bias"].astype(x.dtype)
+            x = mul(w, _leaky(x)) + layer.variables["params"]["bias"].astype(x.dtype)[:, None]
+        # the barrier keeps XLA from folding the transpose into the last product (a transposed operand takes
+        # XLA:CPU's slower generic dot)
+        x = jax.lax.optimization_barrier(x).T.reshape(b, rows.shape[0], -1)
         scales, means = jnp.split(x, 2, axis=-1)
         return means, self.gaussian_conditional.build_indexes(scales)
 
