@@ -146,10 +146,10 @@ class Codec:
         backend = get_coder(coder)
         h, w = image.shape[:2]
         x = pad_to_multiple(image[None].astype(np.float32) / 255.0, self.model.downsampling)
+        fn = self._functions(h, w)  # before the analysis is queued: building a plan may read device values
         clock = _Clock(timings)
         latents = clock.net(self._analysis(self.variables, jnp.asarray(x)))
         clock.record("analysis")
-        fn = self._functions(h, w)
         encoders = {t: backend.encoder() for t in self.streams}
         coded = _Coded(fn, indexes_out is not None or latents_out is not None)
 

@@ -93,7 +93,7 @@ def whole(name: str, table: str, latent: str, shape, predict, update=None, layou
     """One step coding a whole latent at once (a factorized z; a Gaussian y given a hyperprior, mean-scale or
     scale-only). ``predict(m, v, state) -> (means, indexes)`` in ``layout``; by default the update writes the
     values into ``state[latent]``."""
-    pos = jnp.asarray(flat_positions(shape, layout))
+    pos = flat_positions(shape, layout)  # numpy: a device array made here would wait for the device's queue
     nhwc = _from_layout(shape, layout)
 
     def upd(m, v, state, t, values):
@@ -149,9 +149,9 @@ def checkerboard(name: str, table: str, latent: str, shape, predict, update, anc
     b, h, w, c = shape
     out = []
     for anchors in (True, False):
-        keep = jnp.asarray(checkerboard_mask(h, w, anchors, anchor_parity))
-        pos = jnp.asarray(checkerboard_positions(shape, anchors, anchor_parity, channels))
-        local = jnp.asarray(checkerboard_positions(shape, anchors, anchor_parity))
+        keep = checkerboard_mask(h, w, anchors, anchor_parity)  # numpy constants, as in ``whole``
+        pos = checkerboard_positions(shape, anchors, anchor_parity, channels)
+        local = checkerboard_positions(shape, anchors, anchor_parity)
         pick = lambda x, keep=keep: jnp.transpose(x, (0, 3, 1, 2))[:, :, keep].reshape(-1)
 
         def pred(m, v, state, t, anchors=anchors, pick=pick):

@@ -429,7 +429,7 @@ class MLICPlusPlus(HyperpriorModel):
             for part, anchors in (("anchor", True), ("nonanchor", False)):
                 pos = np.asarray(jnp.transpose(ckbd_squeeze(all_pos[..., i * s:(i + 1) * s], anchors), (0, 3, 1, 2)))
                 groups.append(P.StepGroup(
-                    f"y{i}_{part}", "gaussian_conditional", "y", 1, lambda t, pos=jnp.asarray(pos.reshape(-1)): pos,
+                    f"y{i}_{part}", "gaussian_conditional", "y", 1, lambda t, pos=pos.reshape(-1): pos,
                     lambda m, v, state, t, i=i, p=part: m.apply(v, state, i, method=f"predict_{p}"),
                     lambda m, v, state, t, values, i=i, p=part: m.apply(v, state, values, i, method=f"update_{p}")))
         return P.Plan(tuple(groups), shapes, lambda state: {"y": jnp.concatenate(state["done"], -1)})
