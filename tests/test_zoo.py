@@ -285,3 +285,36 @@ def test_wavefront_schedule(h, w):
             a, b = i + di - 2, j + dj - 2
             if 0 <= a < h and 0 <= b < w:
                 assert step[a, b] < step[i, j], ((i, j), (a, b))
+
+
+@pytest.mark.parametrize("name", ["mbt2018", "cheng2020-attn"])
+def test_wavefront_params_equal_the_forward_at_batch_2(name):
+    """A wavefront step's means and scale indexes (the feature-major gathered context and entropy parameters) at
+    its positions equal the forward's (full masked convolution, then the 1x1 nets), for every step of a batch of
+    two latents whose every position is decoded (the type-A taps see only earlier positions)."""
+    from jax.lax import Precision
+    from jaxlic.plan import wavefront_count, wavefront_rows_cols
+    model = get_spec(name).build(**_tiny(name), precision=Precision.HIGHEST)
+    shapes = model.latent_shapes(2, 128, 320)
+    (_, h, w, _), rng = shapes["y"], np.random.default_rng(0)  # y 8 x 20: up to 7 positions a step
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.float32))
+    y_hat = jnp.asarray(np.round(rng.normal(0, 3, shapes["y"])), jnp.float32)
+    z_hat = jnp.asarray(np.round(rng.normal(0, 2, shapes["z"])), jnp.float32)
+
+    def forward(mm, z_hat, y_hat):
+        scales, means = jnp.split(mm.entropy_parameters(jnp.concatenate(
+            [mm.h_s(z_hat), mm.context_prediction(y_hat)], -1)), 2, -1)
+        return means, mm.gaussian_conditional.build_indexes(scales)
+
+    means, idx = model.apply(variables, z_hat, y_hat, method=forward)
+    state = model.apply(variables, z_hat, method="start_y")
+    state["y_pad"] = jnp.pad(y_hat, ((0, 0), (2, 0), (2, 2), (0, 0)))
+    step = jax.jit(lambda state, t: (wavefront_rows_cols(t, h, w),
+                                     model.apply(variables, state, *wavefront_rows_cols(t, h, w)[:2],
+                                                 method="wave_params")))
+    for t in range(wavefront_count(h, w)):
+        (rows, cols, valid), (m_t, i_t) = step(state, jnp.int32(t))
+        rows, cols, valid = (np.asarray(a) for a in (rows, cols, valid))
+        ref_m, ref_i = np.asarray(means)[:, rows[valid], cols[valid]], np.asarray(idx)[:, rows[valid], cols[valid]]
+        np.testing.assert_allclose(np.asarray(m_t)[:, valid], ref_m, rtol=1e-5, atol=1e-5, err_msg=str(t))
+        assert (np.asarray(i_t)[:, valid] == ref_i).mean() > 0.999, t  # an index may flip at a table boundary
