@@ -24,6 +24,37 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+class CompileClock:
+    """JAX's own account of compilation while active (``with clock:``): seconds spent tracing, lowering and
+    compiling (XLA), and how many functions XLA compiled. Exact where first-call-minus-warm differences drown
+    in the machine's noise; a function read from the persistent cache is not compiled and does not count."""
+
+    _EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+               "/jax/core/compile/backend_compile_duration")
+    _active: list = []
+
+    def __init__(self):
+        self.seconds, self.compiled = 0.0, 0
+        if not CompileClock._active:  # one listener per process (JAX has no public way to remove one)
+            import jax
+            CompileClock._active.append(None)
+            jax.monitoring.register_event_duration_secs_listener(CompileClock._record)
+
+    @staticmethod
+    def _record(name, seconds, **_):
+        for clock in CompileClock._active[1:]:
+            if name in CompileClock._EVENTS:
+                clock.seconds += seconds
+                clock.compiled += name == CompileClock._EVENTS[-1]
+
+    def __enter__(self):
+        CompileClock._active.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        CompileClock._active.remove(self)
+
+
 def write(result: dict, path: str | None, default_name: str) -> str:
     """Writes ``result`` with the machine description to ``path`` (default ``benchmarks/results/NAME.json``)."""
     out = pathlib.Path(path) if path else RESULTS / default_name

@@ -9,8 +9,8 @@
 first-call compile time, peak RSS, and per coding step the network and range-coder time with the step's XLA
 FLOP count and effective GFLOP/s. With ``--official`` (a checkout of JiangWeibeta/MLIC's ``MLIC++`` folder), the
 official PyTorch model is timed back to back on the same image with the same threads, in the interpreter
-``--official-python`` (an environment with torch and CompressAI; JAX is not needed there); without it, the
-issue's measurement on this machine type (4.8 s compress, 5.8 s decompress) is the reference.
+``--official-python`` (an environment with torch and CompressAI; JAX is not needed there); without it, no
+ratio is given (the official code was not timed).
 
 (b) ``--scaling``: at 256^2 ... 2048^2, time and peak memory of compress and of the training forward (noise
 quantization), each in a fresh process so peaks do not mix. Memory is reported above the model's own (RSS with
@@ -25,13 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import pathlib
 import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+from common import write
 
 SIZES = (256, 512, 1024, 2048)
 def _rss_mb(field: str = "VmRSS") -> float:
@@ -271,6 +273,7 @@ def speed_vs_official(args, res):
           f"{res['image']} {res['width']}x{res['height']}, coder {res['coder']}, jax {res['jax']}")
     for d in ("compress", "decompress"):
         vs = (f"(official {ref[f'{d}_s']:.2f} s, back to back: {res[f'speedup_{d}']:.2f}x)" if ref
+              else "(official code not timed: it failed, see above)" if args.official
               else "(official code not timed: --official PATH)")
         print(f"  {d:10s} {res[f'{d}_s']:6.2f} s   {vs}")
     print(f"  first-call compile {res['compile_s']:.1f} s, peak RSS {res['peak_rss_mb']:.0f} MB, "
@@ -290,7 +293,8 @@ def speed_vs_official(args, res):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", required=True)
-    p.add_argument("--json", default="")
+    p.add_argument("--json", default="", help="default: benchmarks/results/mlicpp_speed_<image>.json "
+                   "(mlicpp_scaling.json with --skip-speed)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--coder", default="constriction")
     p.add_argument("--threads", type=int, default=2)
@@ -314,16 +318,15 @@ def main(argv=None):
         print(json.dumps(one_measurement(mode, size, attention, args.image, args.coder)))
         return
     import jax
-    res = {"jax": jax.__version__, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+    res = {"jax": jax.__version__}
     if not args.skip_speed:
         speed_vs_official(args, res)
     if args.scaling:
         print("\nscaling (fresh process per row; memory above the model's own):")
         res["scaling"] = scaling(args.image, args.coder, args.attention.split(","),
                                  [int(s) for s in args.sizes.split(",")], args.softmax_budget_gb)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+    write(res, args.json or None,
+          "mlicpp_scaling.json" if args.skip_speed else f"mlicpp_speed_{pathlib.Path(args.image).stem}.json")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ coded symbols) and code the same 8-bit image. CompressAI runs in a child process
 ``--compressai-python``: CompressAI 1.2.8 pins numpy<2, which current jax does not accept). Runs alternate
 (jaxlic, CompressAI, jaxlic, ...) after a warm-up of each; medians are reported. JSON fields (a contract for
 scripts): ``compress_s``, ``decompress_s``, ``synthesis_s`` (the g_s part of decompress), ``context_s``
-(decompress minus synthesis, per run, from a run timed step by step), ``compile_s`` (first compress + decompress minus warm ones), per-group splits
+(decompress minus synthesis, per run, from a run timed step by step), ``compile_s`` (tracing, lowering and XLA
+compilation in the first compress + decompress, from JAX's monitoring events), per-group splits
 (network vs coder, and per step for repeated groups), compile time at three image sizes, and the CompressAI
 figures and ratios where it ran.
 """
@@ -26,7 +27,7 @@ import time
 
 import numpy as np
 
-from common import import_compressai, write
+from common import CompileClock, import_compressai, write
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -72,17 +73,20 @@ def jaxlic_split(codec, image, data):
 
 
 def compile_times(model_name, quality, image, sizes):
-    """First-call minus warm time of compress + decompress with a fresh codec per size (no persistent cache):
-    tracing and compiling, which must not grow with the image size (one function per step group)."""
+    """Compilation of compress + decompress with a fresh codec per size (no persistent cache), from JAX's own
+    events: seconds tracing, lowering and compiling and the number of functions compiled, which must not grow
+    with the image size (one function per step group)."""
     out = {}
     for h, w in sizes:
         img = np.tile(image, (-(-h // image.shape[0]), -(-w // image.shape[1]), 1))[:h, :w]
         codec, _ = jaxlic_codec(model_name, quality)
-        first_c, data = _timed(lambda: codec.compress(img))
-        first_d, _ = _timed(lambda: codec.decompress(data))
+        with CompileClock() as clock:
+            first_c, data = _timed(lambda: codec.compress(img))
+            first_d, _ = _timed(lambda: codec.decompress(data))
         warm_c = min(_timed(lambda: codec.compress(img))[0] for _ in range(2))
         warm_d = min(_timed(lambda: codec.decompress(data))[0] for _ in range(2))
-        out[f"{h}x{w}"] = {"compile_s": first_c - warm_c + first_d - warm_d, "warm_compress_s": warm_c,
+        out[f"{h}x{w}"] = {"compile_s": clock.seconds, "functions_compiled": clock.compiled,
+                           "first_minus_warm_s": first_c - warm_c + first_d - warm_d, "warm_compress_s": warm_c,
                            "warm_decompress_s": warm_d}
     return out
 
@@ -142,8 +146,9 @@ def main(argv=None):
     import jax
     image = _image(args.image)
     codec, config = jaxlic_codec(args.model, args.quality)
-    first_c, data = _timed(lambda: codec.compress(image, args.coder))
-    first_d, _ = _timed(lambda: codec.decompress(data))
+    with CompileClock() as clock:
+        first_c, data = _timed(lambda: codec.compress(image, args.coder))
+        first_d, _ = _timed(lambda: codec.decompress(data))
     res = {"model": args.model, "quality": args.quality, "config": config, "image": os.path.basename(args.image),
            "image_hw": list(image.shape[:2]), "weights": "random (default initialisation)", "coder": args.coder,
            "bytes": len(data), "repeats": args.repeats}
@@ -187,7 +192,8 @@ def main(argv=None):
     med = statistics.median
     res.update(compress_s=med(ours["compress"]), decompress_s=med(ours["decompress"]),
                synthesis_s=med(ours["synthesis"]), context_s=med(ours["context"]),
-               compile_s=first_c + first_d - med(ours["compress"]) - med(ours["decompress"]),
+               compile_s=clock.seconds, functions_compiled=clock.compiled,
+               first_minus_warm_s=first_c + first_d - med(ours["compress"]) - med(ours["decompress"]),
                runs=ours, compress_split=enc_split, decompress_split=dec_split)
     print(f"{args.model} quality {args.quality} {config}, {res['image']} {image.shape[1]}x{image.shape[0]}, "
           f"random weights, median of {args.repeats}")
@@ -209,7 +215,7 @@ def main(argv=None):
     if sizes:
         res["compile_by_size"] = compile_times(args.model, args.quality, image, sizes)
         print("  compile (compress + decompress) by image size: " + ", ".join(
-            f"{k} {v['compile_s']:.1f} s" for k, v in res["compile_by_size"].items()))
+            f"{k} {v['compile_s']:.1f} s ({v['functions_compiled']} functions)" for k, v in res["compile_by_size"].items()))
     write(res, args.json, f"zoo_{args.model}_q{args.quality}.json")
 
 
