@@ -102,6 +102,9 @@ class _Compiled:
                     means, idx, valid, state = self.repeat[k](v, state, np.int32(t), sym, means)
                 elif k + 1 < len(groups):
                     means, idx, valid, state = self.next[k](v, state, sym, means)
+                    if groups[k + 1].count > 1:  # timed apart, so a repeated group's entry is its steps alone
+                        clock.net(idx)
+                        clock.record(f"{groups[k + 1].name} (start)")
         return sym, means, state
 
 
@@ -139,7 +142,9 @@ class Codec:
         """Returns (container, symbols per step group); ``image`` is (H, W, 3) uint8. Symbols of a one-step
         group keep the layout of its prediction; those of a repeated group are its real elements in coding
         order. ``timings``, if given, receives per group (name, network seconds, coder seconds), the network
-        time of a step being its prediction and the previous step's update; measuring synchronises every step.
+        time of a step being its prediction and the previous step's update (before a repeated group, the update
+        of the group before and its first prediction are an entry of their own, "NAME (start)"); measuring
+        synchronises every step.
         ``indexes_out`` receives each group's table indexes (same layout as its symbols), ``latents_out`` the
         symbols of each latent at their positions (NHWC) and the latents the encoder reconstructed."""
         image = _check_image(image)
