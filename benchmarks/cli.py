@@ -1,6 +1,7 @@
 """The command line's first and second run (empty, then warm compilation cache), and where a warm run's time
 goes: Python and JAX start-up, loading the checkpoint, tracing / lowering / reading the compiled functions
-from the cache, and the compute itself.
+from the cache, and the compute itself; and how many functions XLA compiled in the warm run (none, when every
+function came from the cache).
 
     python benchmarks/cli.py [--checkpoint M.npz | --model NAME --config quality=Q] [--image kodim01.png]
         [--json OUT.json]
@@ -32,21 +33,28 @@ from jaxlic.codec import Codec
 from jaxlic.export import load_model
 from jaxlic.io import read_image
 enable_compilation_cache()
+compiled = []  # persistent-cache misses: functions XLA compiled (the compile-duration event also fires on hits)
+jax.monitoring.register_event_listener(
+    lambda name, **_: compiled.append(name) if name == "/jax/compilation_cache/cache_misses" else None)
 t1 = time.perf_counter()
 name, config, model, variables, tables = load_model(sys.argv[1])
 codec = Codec(name, model, variables, tables, config)
 image = read_image(sys.argv[2])
 t2 = time.perf_counter()
+n0 = len(compiled)
 data = codec.compress(image)
 t3 = time.perf_counter()
+n1 = len(compiled)
 codec.compress(image)
 t4 = time.perf_counter()
 codec.decompress(data)
 t5 = time.perf_counter()
+n2 = len(compiled)
 codec.decompress(data)
 t6 = time.perf_counter()
 print(json.dumps({"imports_s": t1 - t0, "load_s": t2 - t1, "compress_first_call_s": t3 - t2,
-                  "compress_compute_s": t4 - t3, "decompress_first_call_s": t5 - t4, "decompress_compute_s": t6 - t5}))
+                  "compress_compute_s": t4 - t3, "decompress_first_call_s": t5 - t4, "decompress_compute_s": t6 - t5,
+                  "compress_xla_compilations": n1 - n0, "decompress_xla_compilations": n2 - n1}))
 """
 
 
@@ -91,7 +99,8 @@ def main(argv=None):
     for d in ("compress", "decompress"):
         print(f"  {d:12} {res[f'{d}_first_run_s']:9.2f} {res[f'{d}_second_run_s']:9.2f}   imports "
               f"{split['imports_s']:.2f}, load {split['load_s']:.2f}, trace+cache "
-              f"{split[f'{d}_trace_and_cache_s']:.2f}, compute {split[f'{d}_compute_s']:.2f}")
+              f"{split[f'{d}_trace_and_cache_s']:.2f}, compute {split[f'{d}_compute_s']:.2f}, "
+              f"{split[f'{d}_xla_compilations']} functions compiled")
     write(res, args.json, "cli.json")
 
 

@@ -26,8 +26,9 @@ def machine() -> dict:
 
 class CompileClock:
     """JAX's own account of compilation while active (``with clock:``): seconds spent tracing, lowering and
-    compiling (XLA), and how many functions XLA compiled. Exact where first-call-minus-warm differences drown
-    in the machine's noise; a function read from the persistent cache is not compiled and does not count."""
+    compiling (XLA), and how many functions went to XLA. Exact where first-call-minus-warm differences drown in
+    the machine's noise. Meant for processes without the persistent cache: with it, a function read from the
+    cache also fires the compile event (with the read's duration)."""
 
     _EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                "/jax/core/compile/backend_compile_duration")
