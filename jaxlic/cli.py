@@ -115,8 +115,11 @@ def cmd_init(args):
 
 def cmd_convert(args):
     from jaxlic.convert.checkpoint import convert_checkpoint
+    notes = []
     name, config, _, variables, _ = convert_checkpoint(args.input, args.output, args.model,
-                                                       _parse_config(args.config), args.tables)
+                                                       _parse_config(args.config), args.tables, notes)
+    for line in notes:
+        print(f"note: {line}")
     import jax
     n = sum(v.size for v in jax.tree_util.tree_leaves(variables["params"]))
     print(f"wrote {args.output}: {name} {config}, {n:,} parameters, tables "

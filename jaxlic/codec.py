@@ -146,7 +146,8 @@ class Codec:
         of the group before and its first prediction are an entry of their own, "NAME (start)"); measuring
         synchronises every step.
         ``indexes_out`` receives each group's table indexes (same layout as its symbols), ``latents_out`` the
-        symbols of each latent at their positions (NHWC) and the latents the encoder reconstructed."""
+        symbols and table indexes of each latent at their positions (NHWC, ``y_symbols``, ``y_indexes``) and the
+        latents the encoder reconstructed."""
         image = _check_image(image)
         backend = get_coder(coder)
         h, w = image.shape[:2]
@@ -260,7 +261,7 @@ class _Coded:
             self.idx.setdefault(g.name, []).append(idx[valid])
         if self.positions:
             pos = np.asarray(self.fn.elements[k](np.int32(t))).reshape(-1)
-            self.pos.setdefault(g.latent, []).append((pos[valid], sym[valid]))
+            self.pos.setdefault(g.latent, []).append((pos[valid], sym[valid], idx[valid]))
 
     def symbols(self):
         return {k: v if isinstance(v, np.ndarray) else np.concatenate(v) for k, v in self.sym.items()}
@@ -271,10 +272,11 @@ class _Coded:
     def by_latent(self):
         out = {}
         for name, parts in self.pos.items():
-            a = np.zeros(int(np.prod(self.fn.plan.shapes[name])), np.int32)
-            for pos, sym in parts:
-                a[pos] = sym
-            out[f"{name}_symbols"] = a.reshape(self.fn.plan.shapes[name])
+            shape = self.fn.plan.shapes[name]
+            sym, idx = np.zeros(int(np.prod(shape)), np.int32), np.zeros(int(np.prod(shape)), np.int32)
+            for pos, s, i in parts:
+                sym[pos], idx[pos] = s, i
+            out[f"{name}_symbols"], out[f"{name}_indexes"] = sym.reshape(shape), idx.reshape(shape)
         return out
 
 

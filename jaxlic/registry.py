@@ -9,9 +9,10 @@ import dataclasses
 from typing import Any, Callable, Mapping
 
 from jaxlic.convert import compressai as _cai
+from jaxlic.convert import cwam as _cwam_keys
 from jaxlic.convert import mlicpp as _mlicpp_keys
 from jaxlic.errors import UserError
-from jaxlic.models import cheng2020, elic, hyperprior, mlicpp
+from jaxlic.models import cheng2020, cwam, elic, hyperprior, mlicpp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +25,8 @@ class ModelSpec:
     description: str = ""
     # official state_dict (prefixes stripped) -> config; raises ValueError if it is not this model
     detect_config: Callable[[Mapping], dict] | None = None
+    # keys of official modules that the official forward never calls: regex -> why they are dropped
+    unused: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _cheng(cls):
@@ -66,6 +69,11 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
         _mlicpp_keys.mlicpp_key, _cai.COMPRESSAI_BUFFERS + _mlicpp_keys.MLICPP_BUFFERS,
         "MLIC++, Jiang & Wang 2023 (official JiangWeibeta/MLIC layout; current and Old modules)",
         _mlicpp_keys.mlicpp_config),
+    ModelSpec(
+        "cwam", lambda N=192, precision=None: cwam.CWAM(N=N, M=N, precision=precision), {"N": 192},
+        _cwam_keys.cwam_key, _cwam_keys.BUFFERS,
+        "CWAM, Mudgal & Liu 2024 (official prmudgal/CWAM_IC_ISVC layout; Cheng2020's entropy model, wavefront codec)",
+        _cwam_keys.cwam_config, _cwam_keys.UNUSED),
 ]}
 
 

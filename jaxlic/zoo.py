@@ -20,9 +20,14 @@ QUALITIES: dict[str, dict[int, dict]] = {
     "cheng2020-anchor-checkerboard": {q: {"N": 192} for q in range(1, 7)},
     "elic2022-official": {q: {"N": 192, "M": 320} for q in range(1, 9)},
     "elic2022-chandelier": {q: {"N": 192, "M": 320} for q in range(1, 9)},
+    # CWAM's official zoo table ("invcompress"): q1-3 128, q5-7 192, q8 320; it lists quality 3 twice and
+    # lacks 4, which takes 192 here (its lambda, 0.0483, is the rate at which Cheng's table moves to 192)
+    "cwam": {q: {"N": 128 if q <= 3 else 320 if q == 8 else 192} for q in range(1, 9)},
 }
 MSE_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
 MS_SSIM_LAMBDAS = {1: 2.40, 2: 4.58, 3: 8.73, 4: 16.64, 5: 31.73, 6: 60.50, 7: 115.37, 8: 220.00}
+# CWAM's released MSE models (its README), trained as qualities 1-6 (its experiments exp_01 ... exp_06)
+CWAM_MSE_LAMBDAS = {1: 0.0045, 2: 0.00975, 3: 0.0175, 4: 0.0483, 5: 0.09, 6: 0.14}
 
 
 def published_config(model: str, quality: int) -> dict:

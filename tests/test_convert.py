@@ -79,10 +79,11 @@ _COMPRESSAI = ["mbt2018_mean", "bmshj2018_factorized", "bmshj2018_hyperprior", "
                "cheng2020_attn", "cheng2020_anchor_checkerboard", "elic2022_official", "elic2022_chandelier"]
 
 
-@pytest.mark.parametrize("fixture", _COMPRESSAI)
+@pytest.mark.parametrize("fixture", _COMPRESSAI + ["cwam"])
 def test_each_compressai_model_detected_as_itself_and_refused_as_any_other(fixture):
-    """Related models share most keys (the same g_a in four of them): each state_dict is detected as its own
-    model only, and converting it as any other registered model fails with an error naming the mismatch."""
+    """Related models share most keys (the same g_a in four of them; CWAM shares Cheng's entropy model): each
+    state_dict is detected as its own model only, and converting it as any other registered model fails with
+    an error naming the mismatch."""
     from conftest import fixture_dir
     from jaxlic.convert.checkpoint import convert_checkpoint
     from jaxlic.registry import REGISTRY, detect_model

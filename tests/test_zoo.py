@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import coder_params, fixture_file, nhwc, rel_err
-from helpers import assert_8bit_matches, converted, padded_forward
+from helpers import assert_8bit_matches, converted, latent_err, padded_forward, raster_reference
 from jaxlic.codec import Codec
 from jaxlic.convert import convert_state_dict
 from jaxlic.plan import check_coverage
@@ -25,16 +25,6 @@ ZOO = ["bmshj2018_factorized", "bmshj2018_hyperprior", "mbt2018", "cheng2020_anc
        "cheng2020_anchor_checkerboard", "elic2022_official", "elic2022_chandelier"]
 
 
-def _latent_err(got, ref, name):
-    """Relative error of a rounded latent, leaving out single-step flips (counted): their source lies on a
-    rounding boundary, where float32 round-off decides."""
-    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
-    flip = np.abs(np.abs(got - ref) - 1.0) <= 1e-3
-    print(f"{name}: {int(flip.sum())} of {flip.size} elements one step apart (rounding boundary)")
-    assert flip.sum() <= max(2, flip.size // 1000), f"{name}: {int(flip.sum())} elements flipped"
-    return float(np.abs(np.where(flip, 0, got - ref)).max() / np.abs(ref).max())
-
-
 @pytest.mark.parity
 @pytest.mark.parametrize("fixture", ZOO)
 def test_forward_matches_compressai(fixture):
@@ -42,7 +32,7 @@ def test_forward_matches_compressai(fixture):
     assert name == json.loads(fixture_file(fixture, "config.json").read_text())["model"]
     r = jax.jit(model.apply)(variables, jnp.asarray(nhwc(out["x"])))
     errors = {"y": rel_err(r["y"], nhwc(out["y"])), "x_hat": rel_err(r["x_hat"], nhwc(out["x_hat"])),
-              "y_hat": _latent_err(r["y_hat"], nhwc(out["y_hat"]), f"{fixture} y_hat")}
+              "y_hat": latent_err(r["y_hat"], nhwc(out["y_hat"]), f"{fixture} y_hat")}
     for k in r["likelihoods"]:
         errors[f"{k}_likelihoods"] = rel_err(r["likelihoods"][k], nhwc(out[f"{k}_likelihoods"]))
     assert set(f"{k}_likelihoods" for k in r["likelihoods"]) == {k for k in out if k.endswith("_likelihoods")}
@@ -70,7 +60,7 @@ def test_codec_matches_compressai(fixture):
         for k in sym:
             np.testing.assert_array_equal(sym[k], sym2[k], err_msg=k)
         np.testing.assert_array_equal(enc["y_hat"], dec["y_hat"])  # bit-exact, not merely close
-        y_err = _latent_err(dec["y_hat"][0], nhwc(out["codec_dec_y_hat"])[b], f"{fixture} codec y_hat")
+        y_err = latent_err(dec["y_hat"][0], nhwc(out["codec_dec_y_hat"])[b], f"{fixture} codec y_hat")
         x_err = rel_err(np.clip(x_hat, 0, 1), nhwc(out["codec_x_hat"])[b])
         print(f"{fixture}: codec y_hat {y_err:.2e}, x_hat {x_err:.2e}; {len(data)} bytes")
         assert y_err <= TOL and x_err <= TOL
@@ -112,7 +102,8 @@ def test_plan_codes_every_element_once(name):
 
 
 def _tiny(name):
-    return {"mlicpp": {"N": 8, "M": 12, "slice_num": 3}, "elic2022-official": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)},
+    return {"mlicpp": {"N": 8, "M": 12, "slice_num": 3}, "cwam": {"N": 8},
+            "elic2022-official": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)},
             "elic2022-chandelier": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)}}.get(name, {"N": 8} if "cheng" in name
                                                                                      else {"N": 8, "M": 12})
 
@@ -131,7 +122,7 @@ def test_round_trip_any_size(fixture, coder):
         for k in sym:
             np.testing.assert_array_equal(sym[k], sym2[k], err_msg=f"{size} {k}")
         if hasattr(model, "wave_params"):  # the forward rounds y without means: the serial decode is the reference
-            ref = _raster_reference(model, variables, img)
+            ref = raster_reference(model, variables, img)
         else:
             ref = np.asarray(padded_forward(model, variables, img)["x_hat"])
         assert_8bit_matches(codec.decompress(_bytes(c)), ref[0, :size[0], :size[1]], margin=2e-2)
@@ -141,27 +132,6 @@ def test_round_trip_any_size(fixture, coder):
 def _codec(fixture):
     name, config, model, variables, _, _ = converted(fixture, precision=None)
     return name, config, model, variables, Codec(name, model, variables, model.build_tables(variables), config)
-
-
-def _raster_reference(model, variables, img):
-    """CompressAI's serial decode of a masked-context model, written out: positions in raster order, each from
-    the full masked convolution of everything decoded so far (no wavefront, no gathered taps)."""
-    h, w = img.shape[:2]
-    m = model.downsampling
-    x = np.pad(img[None].astype(np.float32) / 255, ((0, 0), (0, -h % m), (0, -w % m), (0, 0)), mode="edge")
-    ap = lambda fn, *a: model.apply(variables, *a, method=fn)
-    lat = ap(lambda mm, x: mm.analysis(x), x)
-    med = ap(lambda mm: mm.entropy_bottleneck.medians())
-    z_hat = jnp.round(lat["z"] - med) + med
-    params = ap(lambda mm, z: mm.h_s(z), z_hat)
-    means_at = jax.jit(lambda y_hat: ap(lambda mm, y: jnp.split(mm.entropy_parameters(
-        jnp.concatenate([params, mm.context_prediction(y)], -1)), 2, -1)[1], y_hat))
-    y, y_hat = np.asarray(lat["y"]), np.zeros(lat["y"].shape, np.float32)
-    for i in range(y.shape[1]):
-        for j in range(y.shape[2]):
-            mu = np.asarray(means_at(y_hat))[0, i, j]
-            y_hat[0, i, j] = np.round(y[0, i, j] - mu) + mu
-    return np.asarray(ap(lambda mm, y: mm.synthesis(y), y_hat))
 
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Mapping
 
 from jaxlic.convert.common import ConversionError, convert_state_dict, load_torch_state_dict, strip_prefixes
 
 
 def convert_checkpoint(source, output: str | None = None, model: str | None = None, config: dict | None = None,
-                       tables: str = "rebuild"):
+                       tables: str = "rebuild", notes: list | None = None):
     """Reads an official checkpoint (``.pth``/``.pth.tar``, a state_dict ``.npz``, or a state_dict mapping),
     detects the model and its configuration from the keys and shapes unless ``model``/``config`` say otherwise,
     maps every key (a ``ConversionError`` lists anything missing, left over or of the wrong shape) and, if
     ``output`` is given, writes a jaxlic checkpoint that the CLI and ``eval.py`` load. ``tables``: "rebuild"
-    the coding tables from the weights, or take the "checkpoint"'s CDF buffers.
+    the coding tables from the weights, or take the "checkpoint"'s CDF buffers. ``notes``, if given, receives a
+    line for each official module that was dropped because the official forward never uses it.
 
     Returns (model name, config, model, variables, tables)."""
     import jax
@@ -48,6 +50,10 @@ def convert_checkpoint(source, output: str | None = None, model: str | None = No
     x = jax.ShapeDtypeStruct((1, module.downsampling, module.downsampling, 3), jnp.float32)
     template = jax.eval_shape(module.init, jax.random.key(0), x)
     variables = convert_state_dict(state_dict, spec.key_map, template, spec.ignore)
+    for pattern, why in spec.unused.items():
+        dropped = [k for k in state_dict if re.fullmatch(pattern, k)]
+        if dropped and notes is not None:
+            notes.append(f"dropped {len(dropped)} keys matching {pattern}: {why}")
     out_tables = module.build_tables(variables)
     if tables == "checkpoint":
         for tname in out_tables:

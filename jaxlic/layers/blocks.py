@@ -69,18 +69,20 @@ class ResidualBlockUpsample(nn.Module):
 
 
 class ResidualUnit(nn.Module):
-    """relu(conv(x) + x), conv = 1x1 (C -> C/2), ReLU, 3x3, ReLU, 1x1 (-> C): inside ``AttentionBlock``."""
+    """act(conv(x) + x), conv = 1x1 (C -> C/2), act, 3x3, act, 1x1 (-> C): inside ``AttentionBlock`` (ReLU) and
+    CWAM's blocks (GELU)."""
 
     features: int
     precision: Any = None
+    act: Callable = nn.relu
 
     def setup(self):
-        c, p = self.features, self.precision
-        self.conv = nn.Sequential([Conv(c // 2, 1, padding=0, precision=p), nn.relu, Conv(c // 2, 3, precision=p),
-                                   nn.relu, Conv(c, 1, padding=0, precision=p)])
+        c, p, act = self.features, self.precision, self.act
+        self.conv = nn.Sequential([Conv(c // 2, 1, padding=0, precision=p), act, Conv(c // 2, 3, precision=p),
+                                   act, Conv(c, 1, padding=0, precision=p)])
 
     def __call__(self, x):
-        return nn.relu(self.conv(x) + x)
+        return self.act(self.conv(x) + x)
 
 
 class AttentionBlock(nn.Module):
