@@ -186,8 +186,8 @@ for job in json.loads(sys.argv[1]):
 
 
 def test_round_trips_decode_in_another_process(tmp_path):
-    """Every zoo model, both coders where installed: files written here decode in a fresh process (its own
-    compilation) to the same symbols and the same image, bit for bit."""
+    """Every zoo model and CWAM, both coders where installed: files written here decode in a fresh process (its
+    own compilation) to the same symbols and the same image, bit for bit."""
     import subprocess
     import sys
     from jaxlic.codec import to_uint8
@@ -195,7 +195,7 @@ def test_round_trips_decode_in_another_process(tmp_path):
     from jaxlic.export import load_model, save_model
     jobs, expected = [], {}
     rng = np.random.default_rng(11)
-    for fixture in ZOO:
+    for fixture in ZOO + ["cwam"]:
         name, config, model, variables, _, _ = converted(fixture, precision=None)
         ckpt = tmp_path / f"{fixture}.npz"
         save_model(str(ckpt), name, config, variables, model.build_tables(variables))
