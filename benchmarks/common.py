@@ -108,3 +108,17 @@ def import_compressai():
     sys.meta_path.insert(0, Finder())
     import compressai
     return compressai, "torchvision does not load against this torch; replaced by an empty module (unused by models)"
+
+
+def read_image(path):
+    """An image file as (H, W, 3) uint8."""
+    import numpy as np
+    from PIL import Image
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def timed(fn):
+    """(seconds, result) of one call."""
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out

@@ -30,20 +30,9 @@ import time
 
 import numpy as np
 
-from common import CompileClock, import_compressai, write
+from common import CompileClock, import_compressai, read_image, timed, write
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _image(path):
-    from PIL import Image
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 # The transforms' parts, in order: (label, jaxlic path from the model, official path from InvCompress). cnn
@@ -118,7 +107,7 @@ class Jaxlic:
             fn = jax.jit(lambda v, h: self.model.apply(v, h, method=lambda m, h: _chain(
                 _resolve(m, paths[0], lambda seq: seq.layers), h)))
             out = jax.block_until_ready(fn(self.variables, h))
-            return out, [_timed(lambda: jax.block_until_ready(fn(self.variables, h)))[0] for _ in range(n)]
+            return out, [timed(lambda: jax.block_until_ready(fn(self.variables, h)))[0] for _ in range(n)]
 
         return _part_times(run_part, self.x, jnp.round, repeats)
 
@@ -191,7 +180,7 @@ def _official_child(official, N, image_path, threads):
 
     timed_method("g_a_func")
     timed_method("g_s_func")
-    img = _image(image_path)
+    img = read_image(image_path)
     h, w = img.shape[:2]
     x = torch.from_numpy(img.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
     x = torch.nn.functional.pad(x, (0, -w % 64, 0, -h % 64), mode="replicate")
@@ -206,14 +195,14 @@ def _official_child(official, N, image_path, threads):
             what = line.strip()
             parts.clear()
             if what == "forward":
-                t, _ = _timed(lambda: net(x))
+                t, _ = timed(lambda: net(x))
             elif what.startswith("parts"):
                 print(json.dumps(_official_parts(net, x, int(what.split()[1]))), flush=True)
                 continue
             elif what == "compress":
-                t, enc = _timed(lambda: net.compress(x))
+                t, enc = timed(lambda: net.compress(x))
             else:
-                t, _ = _timed(lambda: net.decompress(enc["strings"], enc["shape"]))
+                t, _ = timed(lambda: net.decompress(enc["strings"], enc["shape"]))
             print(json.dumps({"s": t, **{f"{k}_s": v for k, v in parts.items()},
                               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 
@@ -224,7 +213,7 @@ def _official_parts(net, x, repeats):
     def run_part(paths, h, n):
         fns = _resolve(net, paths[1], list)
         with torch.no_grad():
-            return _chain(fns, h), [_timed(lambda: _chain(fns, h))[0] for _ in range(n)]
+            return _chain(fns, h), [timed(lambda: _chain(fns, h))[0] for _ in range(n)]
 
     return _part_times(run_part, x, torch.round, repeats)
 
@@ -245,10 +234,10 @@ def main(argv=None):
         return _official_child(args.official, args.N, args.image, args.threads)
 
     import jax
-    image = _image(args.image)
+    image = read_image(args.image)
     ours = Jaxlic(args.N, image)
     with CompileClock() as clock:
-        first = {k: _timed(getattr(ours, k))[0] for k in ("forward", "compress", "decompress")}
+        first = {k: timed(getattr(ours, k))[0] for k in ("forward", "compress", "decompress")}
     res = {"N": args.N, "parameters": ours.params, "image": os.path.basename(args.image),
            "image_hw": list(image.shape[:2]), "weights": "random (default initialisation)", "repeats": args.repeats,
            "init_s": ours.init_s, "first_call_s": first, "bytes": len(ours.data)}
@@ -274,7 +263,7 @@ def main(argv=None):
     official = {k: [] for k in runs}
     for _ in range(args.repeats):  # alternating, so a change of load on the machine hits both
         for k in runs:
-            runs[k].append(_timed(getattr(ours, k))[0])
+            runs[k].append(timed(getattr(ours, k))[0])
             if child:
                 official[k].append(theirs(k))
     parts = {"jaxlic": ours.parts(args.repeats)}

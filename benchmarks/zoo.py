@@ -27,20 +27,9 @@ import time
 
 import numpy as np
 
-from common import CompileClock, import_compressai, write
+from common import CompileClock, import_compressai, read_image, timed, write
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _image(path):
-    from PIL import Image
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 # --- jaxlic ---------------------------------------------------------------------------------------------------
@@ -81,10 +70,10 @@ def compile_times(model_name, quality, image, sizes):
         img = np.tile(image, (-(-h // image.shape[0]), -(-w // image.shape[1]), 1))[:h, :w]
         codec, _ = jaxlic_codec(model_name, quality)
         with CompileClock() as clock:
-            first_c, data = _timed(lambda: codec.compress(img))
-            first_d, _ = _timed(lambda: codec.decompress(data))
-        warm_c = min(_timed(lambda: codec.compress(img))[0] for _ in range(2))
-        warm_d = min(_timed(lambda: codec.decompress(data))[0] for _ in range(2))
+            first_c, data = timed(lambda: codec.compress(img))
+            first_d, _ = timed(lambda: codec.decompress(data))
+        warm_c = min(timed(lambda: codec.compress(img))[0] for _ in range(2))
+        warm_d = min(timed(lambda: codec.decompress(data))[0] for _ in range(2))
         out[f"{h}x{w}"] = {"compile_s": clock.seconds, "functions_compiled": clock.compiled,
                            "first_minus_warm_s": first_c - warm_c + first_d - warm_d, "warm_compress_s": warm_c,
                            "warm_decompress_s": warm_d}
@@ -102,7 +91,7 @@ def _child(model_name, quality, image_path, threads):
     sizes = json.loads(os.environ["ZOO_CONFIG"])
     net = MODELS[model_name](**sizes).eval()
     net.update(force=True)
-    img = _image(image_path)
+    img = read_image(image_path)
     h, w = img.shape[:2]
     m = 64
     x = torch.from_numpy(img.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
@@ -118,10 +107,10 @@ def _child(model_name, quality, image_path, threads):
                           "bytes": nbytes}), flush=True)
         for line in sys.stdin:
             if line.strip() == "compress":
-                t, enc = _timed(lambda: net.compress(x))
+                t, enc = timed(lambda: net.compress(x))
                 print(json.dumps({"s": t}), flush=True)
             else:
-                t, _ = _timed(lambda: net.decompress(enc["strings"], enc["shape"]))
+                t, _ = timed(lambda: net.decompress(enc["strings"], enc["shape"]))
                 print(json.dumps({"s": t, "synthesis_s": g_s["s"]}), flush=True)
 
 
@@ -144,11 +133,11 @@ def main(argv=None):
         return _child(args.model, args.quality, args.image, args.threads)
 
     import jax
-    image = _image(args.image)
+    image = read_image(args.image)
     codec, config = jaxlic_codec(args.model, args.quality)
     with CompileClock() as clock:
-        first_c, data = _timed(lambda: codec.compress(image, args.coder))
-        first_d, _ = _timed(lambda: codec.decompress(data))
+        first_c, data = timed(lambda: codec.compress(image, args.coder))
+        first_d, _ = timed(lambda: codec.decompress(data))
     res = {"model": args.model, "quality": args.quality, "config": config, "image": os.path.basename(args.image),
            "image_hw": list(image.shape[:2]), "weights": "random (default initialisation)", "coder": args.coder,
            "bytes": len(data), "repeats": args.repeats}
@@ -174,8 +163,8 @@ def main(argv=None):
     ours = {"compress": [], "decompress": [], "synthesis": [], "context": []}
     cai = {"compress": [], "decompress": [], "synthesis": [], "context": []}
     for _ in range(args.repeats):  # alternating, so a change of load on the machine hits both
-        ours["compress"].append(_timed(lambda: codec.compress(image, args.coder))[0])
-        ours["decompress"].append(_timed(lambda: codec.decompress(data))[0])
+        ours["compress"].append(timed(lambda: codec.compress(image, args.coder))[0])
+        ours["decompress"].append(timed(lambda: codec.decompress(data))[0])
         # the split from an instrumented run (synchronised at every step, so slightly slower: conservative)
         enc_split, dec_split, wall = jaxlic_split(codec, image, data)
         ours["synthesis"].append(dec_split["synthesis"]["network_s"])

@@ -29,7 +29,7 @@ batch 4, Adam 3e-4 with 50 warm-up steps and x0.1 at 90 %, 300 steps. ``tiny``: 
 import os
 
 from jaxlic.errors import UserError
-from jaxlic.training.config import base_config, make_tiny, parse_arg
+from jaxlic.training.config import base_config, make_runlocal, make_tiny, parse_arg
 from jaxlic.zoo import CWAM_MSE_LAMBDAS, published_config
 
 SHARED = os.environ.get("JAXLIC_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
@@ -54,20 +54,7 @@ def get_config(arg=None):
     c.optim.aux_lr = 1e-3
     c.ckpt_every = 10_000
     if a.runlocal:
-        c.model_config = dict(N=64)
-        c.data.crop = 128
-        c.batch_size = 4
-        c.total_steps = a.steps or 300
-        c.optim.lr = 3e-4     # higher than the official 1e-4 so a short run gets somewhere; with warm-up
-        c.optim.warmup_steps = 50
-        c.optim.decay_steps = (int(c.total_steps * 0.9),)
-        c.log_every = 25
-        c.ckpt_every = 100
-        c.data.paths = (os.path.join(SHARED, "datasets", "bsds500", "train"),)
-        c.val.paths = (os.path.join(SHARED, "datasets", "bsds500", "test"),)  # held out from training
-        c.val.crop = 128
-        c.val.max_images = 8
-        c.eval_every = 100
+        make_runlocal(c, dict(N=64), SHARED, a.steps or 300)
     if a.tiny:
         make_tiny(c, dict(N=8), a.steps)
     return c

@@ -42,7 +42,7 @@ Kodak with real files: 0.2563 bpp (estimate 0.2559), 22.33 dB PSNR-RGB, MS-SSIM 
 import os
 
 from jaxlic.errors import UserError
-from jaxlic.training.config import base_config, make_tiny, parse_arg
+from jaxlic.training.config import base_config, make_runlocal, make_tiny, parse_arg
 
 SHARED = os.environ.get("JAXLIC_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 
@@ -70,20 +70,8 @@ def get_config(arg=None):
     c.ckpt_every = 10_000
 
     if a.runlocal:
-        c.model_config = dict(N=64, M=96, slice_num=3, context_window=5, old_g_s=False, old_lrp=False)
-        c.data.crop = 128
-        c.batch_size = 4
-        c.total_steps = a.steps or 600
-        c.optim.lr = 3e-4     # higher than the official 1e-4 so a short run gets somewhere; with warm-up
-        c.optim.warmup_steps = 50
-        c.optim.decay_steps = (int(c.total_steps * 0.9),)
-        c.log_every = 25
-        c.ckpt_every = 100
-        c.data.paths = (os.path.join(SHARED, "datasets", "bsds500", "train"),)
-        c.val.paths = (os.path.join(SHARED, "datasets", "bsds500", "test"),)  # held out from training
-        c.val.crop = 128
-        c.val.max_images = 8
-        c.eval_every = 100
+        make_runlocal(c, dict(N=64, M=96, slice_num=3, context_window=5, old_g_s=False, old_lrp=False), SHARED,
+                      a.steps or 600)
     if a.tiny:  # tests: the smallest MLIC++ the official modules allow (slices of 32 channels)
         make_tiny(c, dict(N=16, M=64, slice_num=2, context_window=5, old_g_s=False, old_lrp=False), a.steps)
     return c

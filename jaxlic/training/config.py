@@ -53,6 +53,28 @@ def make_tiny(c: ml_collections.ConfigDict, model_config: dict, steps: int = 0) 
     return c
 
 
+def make_runlocal(c: ml_collections.ConfigDict, model_config: dict, shared: str,
+                  steps: int) -> ml_collections.ConfigDict:
+    """A CPU-sized check that training works (not a useful model): ``model_config``, 128^2 crops of BSDS500 train
+    with its test split held out for validation, batch 4, ``steps`` steps of Adam 3e-4 (higher than the official
+    1e-4 so a short run gets somewhere) with 50 warm-up steps and x0.1 at 90 %."""
+    import os
+    c.model_config = dict(model_config)
+    c.data.crop = c.val.crop = 128
+    c.batch_size = 4
+    c.total_steps = steps
+    c.optim.lr = 3e-4
+    c.optim.warmup_steps = 50
+    c.optim.decay_steps = (int(c.total_steps * 0.9),)
+    c.log_every = 25
+    c.ckpt_every = 100
+    c.data.paths = (os.path.join(shared, "datasets", "bsds500", "train"),)
+    c.val.paths = (os.path.join(shared, "datasets", "bsds500", "test"),)
+    c.val.max_images = 8
+    c.eval_every = 100
+    return c
+
+
 def base_config(model: str, model_config: dict, shared: str) -> ml_collections.ConfigDict:
     """The fields every model's config has, at CompressAI-style defaults (``configs/*.py`` adjust them)."""
     import os
