@@ -18,6 +18,7 @@ import numpy as np
 from jaxlic.layers.blocks import AttentionBlock, ResidualUnit, gelu
 from jaxlic.layers.conv import Conv, ConvTranspose
 from jaxlic.layers.gdn import GDN
+from jaxlic.layers.swin import region_labels, relative_position_index, window_partition, window_reverse
 from jaxlic.models.cheng2020 import Cheng2020Anchor, _anchor_transforms
 
 
@@ -60,18 +61,6 @@ class EnhBlock(nn.Module):
 
 
 # --- cross window-based attention ------------------------------------------------------------------------------
-def window_partition(x, ws: int):
-    """(B, H, W, C) -> (B * H/ws * W/ws, ws * ws, C), windows row-major, tokens row-major (Swin's order)."""
-    b, h, w, c = x.shape
-    x = x.reshape(b, h // ws, ws, w // ws, ws, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, ws * ws, c)
-
-
-def window_reverse(windows, ws: int, b: int, h: int, w: int):
-    x = windows.reshape(b, h // ws, w // ws, ws, ws, -1).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, h, w, -1)
-
-
 def context_windows(x, ws: int, xp=jnp):
     """The cross-scale context of each query window: x 2x2-average-pooled (what the official bilinear x0.5
     resize computes), reflect-padded by ws / 4 and cut into ws x ws windows at stride ws / 2 (``F.unfold``),
@@ -87,27 +76,11 @@ def context_windows(x, ws: int, xp=jnp):
     return win.transpose(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)
 
 
-def relative_position_index(ws: int) -> np.ndarray:
-    """Swin's (ws^2, ws^2) index into the (2 ws - 1)^2 relative-position table."""
-    coords = np.stack(np.meshgrid(np.arange(ws), np.arange(ws), indexing="ij")).reshape(2, -1)
-    rel = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0) + (ws - 1)
-    return rel[..., 0] * (2 * ws - 1) + rel[..., 1]
-
-
-def _region_labels(h: int, w: int, ws: int, shift: int) -> np.ndarray:
-    labels = np.zeros((h, w), np.float32)
-    cuts = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
-    for i, hs in enumerate(cuts):
-        for j, vs in enumerate(cuts):
-            labels[hs, vs] = 3 * i + j
-    return labels
-
-
 def shift_masks(h: int, w: int, ws: int, shift: int) -> tuple[np.ndarray, np.ndarray]:
     """The additive masks (windows, query, key) of the shifted windows, -100 between positions that come from
     different regions of the unshifted map: Swin's for the self branch, and the cross branch's from the region
     labels pooled, padded and unfolded as the context is. Static per (h, w): numpy."""
-    labels = _region_labels(h, w, ws, shift)
+    labels = region_labels(h, w, ws, shift)
     q = window_partition(labels[None, :, :, None], ws)[..., 0]                       # (windows, T)
     k = context_windows(labels[None, :, :, None], ws, xp=np)[..., 0]
     self_mask = np.where(q[:, None, :] != q[:, :, None], -100.0, 0.0).astype(np.float32)
