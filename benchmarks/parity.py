@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import write
-from jaxlic.convert import convert_state_dict
 from jaxlic.registry import detect_model, get_spec
 
 # our forward's output -> the fixtures' outputs.npz key
@@ -42,15 +41,32 @@ def fixture_errors(d: pathlib.Path) -> dict:
     model = spec.build(**config, precision=jax.lax.Precision.HIGHEST)
     x = out["x"]
     template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct(x.shape, jnp.float32))
-    variables = convert_state_dict(sd, spec.key_map, template, spec.ignore)
+    variables = spec.convert(sd, template)
     with jax.default_matmul_precision("highest"):
         got = jax.jit(model.apply)(variables, jnp.asarray(x))
-    errors = {k: rel_err(got[k], out[ref]) for k, ref in OUTPUTS.items() if k in got and ref in out}
-    for k in got["likelihoods"]:
-        errors[f"{k}_likelihoods"] = rel_err(got["likelihoods"][k], out[f"{k}_likelihoods"])
+    if "zigzag_order" in out:  # Shen & Liu: per-chunk outputs (B, K, C, h, w), y likelihoods in chunk order
+        errors = chunked_errors(model, variables, got, out)
+    else:
+        errors = {k: rel_err(got[k], out[ref]) for k, ref in OUTPUTS.items() if k in got and ref in out}
+        for k in got["likelihoods"]:
+            errors[f"{k}_likelihoods"] = rel_err(got["likelihoods"][k], out[f"{k}_likelihoods"])
     if "codec_dec_y_hat" in out:  # CompressAI's real codec: the latent its g_s receives, the decoded image
         errors.update(codec_errors(name, config, model, variables, out))
     return {"model": name, "config": config, "input": list(x.shape), "max_relative_error": errors}
+
+
+def chunked_errors(model, variables, got, out) -> dict:
+    split = lambda t: np.asarray(model.apply(variables, t, method=lambda m, t: jnp.stack(m.split(t))))
+    chunks = lambda a: np.moveaxis(a, [1, 2], [0, 4])  # (B, K, C, h, w) -> (K, B, h, w, C)
+    errors = {k: rel_err(got[k], out[k]) for k in ("y", "z", "z_hat", "y_hat", "x_hat")}
+    errors.update({k: rel_err(split(got[k]), chunks(out[ref])) for k, ref in (("means", "means_hat"),
+                                                                             ("scales", "scales_hat"))})
+    b, h, w, _ = out["y_likelihoods"].shape
+    K = len(model.chunk_keys)
+    lik = out["y_likelihoods"].reshape(b, h, w, K, -1).transpose(3, 0, 1, 2, 4)
+    errors["y_likelihoods"] = rel_err(split(got["likelihoods"]["y"]), lik)
+    errors["z_likelihoods"] = rel_err(got["likelihoods"]["z"], out["z_likelihoods"])
+    return errors
 
 
 def codec_errors(name, config, model, variables, out) -> dict:

@@ -11,8 +11,10 @@ from typing import Any, Callable, Mapping
 from jaxlic.convert import compressai as _cai
 from jaxlic.convert import cwam as _cwam_keys
 from jaxlic.convert import mlicpp as _mlicpp_keys
+from jaxlic.convert.common import convert_state_dict, strip_prefixes
+from jaxlic.convert import stf as _stf_keys
 from jaxlic.errors import UserError
-from jaxlic.models import cheng2020, cwam, elic, hyperprior, mlicpp
+from jaxlic.models import cheng2020, cwam, elic, hyperprior, mlicpp, stf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +29,15 @@ class ModelSpec:
     detect_config: Callable[[Mapping], dict] | None = None
     # keys of official modules that the official forward never calls: regex -> why they are dropped
     unused: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # state_dict -> (state_dict, key map): re-keying that needs the configuration (parameters stacked or split)
+    prepare: Callable[[Mapping], tuple] | None = None
+
+    def convert(self, state_dict: Mapping, template) -> dict:
+        """Variables shaped as ``template`` from an official state_dict (strict: see ``convert_state_dict``)."""
+        sd, key_map = strip_prefixes(state_dict), self.key_map
+        if self.prepare is not None:
+            sd, key_map = self.prepare(sd)
+        return convert_state_dict(sd, key_map, template, self.ignore)
 
 
 def _cheng(cls):
@@ -38,6 +49,15 @@ def _elic(chandelier: bool):
         return elic.Elic2022(N=N, M=M, groups=None if groups is None else tuple(groups), chandelier=chandelier,
                              precision=precision)
     return build
+
+
+_STF_DEFAULTS = {f.name: f.default for f in dataclasses.fields(stf.STFZigzag)
+                 if f.name not in ("parent", "name", "precision")}
+
+
+def _stf(precision=None, **c):
+    """Config values may come as lists (ml_collections, JSON): the module's tuple fields take tuples."""
+    return stf.STFZigzag(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()}, precision=precision)
 
 
 def _zoo(name, build, defaults, description):
@@ -74,6 +94,11 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
         _cwam_keys.cwam_key, _cwam_keys.BUFFERS,
         "CWAM, Mudgal & Liu 2024 (official prmudgal/CWAM_IC_ISVC layout; Cheng2020's entropy model, wavefront codec)",
         _cwam_keys.cwam_config, _cwam_keys.UNUSED),
+    ModelSpec(
+        "stf-zigzag", _stf, _STF_DEFAULTS, _stf_keys.stf_key, _stf_keys.BUFFERS,
+        "Transformer LIC, Shen & Liu 2023 (official stm233/image-compression-with-swin-transformer layout: Swin "
+        "transforms, 24 spatial-channel chunks with a sliding window; real codec, one step per chunk)",
+        _stf_keys.stf_config, _stf_keys.UNUSED, _stf_keys.prepare),
 ]}
 
 

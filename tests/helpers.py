@@ -4,7 +4,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import fixture_dir
-from jaxlic.convert import convert_state_dict
 from jaxlic.registry import detect_model, get_spec
 
 
@@ -21,7 +20,7 @@ def converted(fixture: str, precision=jax.lax.Precision.HIGHEST):
     model = spec.build(**config, precision=precision)
     x = jax.ShapeDtypeStruct((1, model.downsampling, model.downsampling, 3), jnp.float32)
     template = jax.eval_shape(model.init, jax.random.key(0), x)
-    variables = convert_state_dict(sd, spec.key_map, template, spec.ignore)
+    variables = spec.convert(sd, template)
     return name, config, model, variables, sd, out
 
 

@@ -16,7 +16,6 @@ import pytest
 from conftest import coder_params, fixture_dir, fixture_file, nhwc, rel_err
 from helpers import assert_8bit_matches, converted, latent_err, raster_reference
 from jaxlic.codec import Codec
-from jaxlic.convert import convert_state_dict
 from jaxlic.registry import detect_model, get_spec
 
 TOL = 1e-5
@@ -149,7 +148,7 @@ def test_published_sizes_keys_and_counts(fixture):
         spec = get_spec(name)
         model = spec.build(**config)
         template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))
-        variables = convert_state_dict(sd, spec.key_map, template, spec.ignore)  # raises on anything unmapped
+        variables = spec.convert(sd, template)  # raises on anything unmapped
         enh1 = sum(int(np.prod(e["shape"])) for e in entries if e["name"].startswith("enh1.") and e["kind"] == "parameter")
         count = sum(v.size for v in jax.tree_util.tree_leaves(variables["params"]))
         print(f"N={config['N']}: {count:,} parameters ({variant['total_params']:,} with enh1)")

@@ -57,7 +57,7 @@ def _convert_full_size(sd):
     spec = get_spec(name)
     model = spec.build(**config)
     template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))
-    variables = convert_state_dict(sd, spec.key_map, template, spec.ignore)  # raises on anything unmapped
+    variables = spec.convert(sd, template)  # raises on anything unmapped
     return name, config, sum(v.size for v in jax.tree_util.tree_leaves(variables["params"]))
 
 

@@ -49,7 +49,7 @@ def convert_checkpoint(source, output: str | None = None, model: str | None = No
     module = spec.build(**cfg)
     x = jax.ShapeDtypeStruct((1, module.downsampling, module.downsampling, 3), jnp.float32)
     template = jax.eval_shape(module.init, jax.random.key(0), x)
-    variables = convert_state_dict(state_dict, spec.key_map, template, spec.ignore)
+    variables = spec.convert(state_dict, template)
     for pattern, why in spec.unused.items():
         dropped = [k for k in state_dict if re.fullmatch(pattern, k)]
         if dropped and notes is not None:

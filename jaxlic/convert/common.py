@@ -57,12 +57,14 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], key_map: Callable[[
     """Fills the variables ``template`` (a pytree of shapes, e.g. from ``jax.eval_shape``) from ``state_dict``.
 
     ``key_map(key)`` returns ``(flax path tuple, layout)`` or ``None`` for keys that are not parameters;
-    keys matching a regex in ``ignore`` are known buffers. Every template leaf must be filled with the
-    right shape and every key used, else a ``ConversionError`` lists what is missing, left over or mismatched.
+    ``(path, layout, where)`` writes the value into part ``where`` (an index) of a larger leaf, e.g. one chunk
+    of parameters stacked over chunks. Keys matching a regex in ``ignore`` are known buffers. Every template
+    leaf must be filled (every element of it) with the right shape and every key used, else a
+    ``ConversionError`` lists what is missing, left over or mismatched.
     """
     flat_t = traverse_util.flatten_dict(jax.tree_util.tree_map(lambda s: tuple(s.shape), template,
                                                                is_leaf=lambda x: hasattr(x, "shape")))
-    out, unused, mismatched = {}, [], []
+    out, filled, unused, mismatched = {}, {}, [], []
     for key, value in strip_prefixes(state_dict).items():
         if any(re.fullmatch(p, key) for p in ignore):
             continue
@@ -71,14 +73,28 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], key_map: Callable[[
             unused.append(key)
             continue
         path, layout = tuple(m[0]), m[1]
+        where = m[2] if len(m) > 2 else None
         w = LAYOUTS[layout](np.asarray(value, np.float32))
-        if w.shape != flat_t[path]:
-            w = w.reshape(flat_t[path]) if w.size == int(np.prod(flat_t[path])) and layout == "copy" else w
-        if w.shape != flat_t[path]:
-            mismatched.append(f"{key} {tuple(value.shape)} -> {'/'.join(path)} expects {flat_t[path]}")
+        if where is None:
+            target = flat_t[path]
+        else:
+            if path not in out:
+                out[path] = np.zeros(flat_t[path], np.float32)
+                filled[path] = np.zeros(flat_t[path], bool)
+            target = out[path][where].shape
+        if w.shape != target:
+            w = w.reshape(target) if w.size == int(np.prod(target)) and layout == "copy" else w
+        if w.shape != target:
+            mismatched.append(f"{key} {tuple(value.shape)} -> {'/'.join(path)} expects {target}")
             continue
-        out[path] = w
+        if where is None:
+            out[path] = w
+        else:
+            out[path][where] = w
+            filled[path][where] = True
     missing = ["/".join(p) for p in flat_t if p not in out]
+    missing += [f"{'/'.join(p)} (index {np.flatnonzero(~f.reshape(f.shape[0], -1).all(1)).tolist()} of {f.shape[0]})"
+                for p, f in filled.items() if not f.all()]
     if unused or missing or mismatched:
         parts = []
         if missing:
