@@ -41,7 +41,7 @@ def fingerprint(tree: Any) -> str:
         a = np.asarray(leaf)
         h.update(jax.tree_util.keystr(path).encode())
         h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))  # no copy of a large leaf
     return h.hexdigest()[:16]
 
 
@@ -97,7 +97,8 @@ class _Compiled:
         for k, g in enumerate(groups):
             for t in range(g.count):
                 sym = code(k, t, idx, valid, means)
-                clock.record(g.name if t == g.count - 1 else None)
+                clock.record(f"{g.name}[{t}]" if clock.per_step and g.count > 1 else
+                             g.name if t == g.count - 1 else None)
                 if t + 1 < g.count:
                     means, idx, valid, state = self.repeat[k](v, state, np.int32(t), sym, means)
                 elif k + 1 < len(groups):
@@ -138,13 +139,13 @@ class Codec:
         return self._compiled[shapes]
 
     def encode_latents(self, image: np.ndarray, coder: str = "constriction", timings: list | None = None,
-                       indexes_out: dict | None = None, latents_out: dict | None = None):
+                       indexes_out: dict | None = None, latents_out: dict | None = None, per_step: bool = False):
         """Returns (container, symbols per step group); ``image`` is (H, W, 3) uint8. Symbols of a one-step
         group keep the layout of its prediction; those of a repeated group are its real elements in coding
         order. ``timings``, if given, receives per group (name, network seconds, coder seconds), the network
         time of a step being its prediction and the previous step's update (before a repeated group, the update
         of the group before and its first prediction are an entry of their own, "NAME (start)"); measuring
-        synchronises every step.
+        synchronises every step. ``per_step``: an entry for every step of a repeated group ("NAME[t]").
         ``indexes_out`` receives each group's table indexes (same layout as its symbols), ``latents_out`` the
         symbols and table indexes of each latent at their positions (NHWC, ``y_symbols``, ``y_indexes``) and the
         latents the encoder reconstructed."""
@@ -153,7 +154,7 @@ class Codec:
         h, w = image.shape[:2]
         x = pad_to_multiple(image[None].astype(np.float32) / 255.0, self.model.downsampling)
         fn = self._functions(h, w)  # before the analysis is queued: building a plan may read device values
-        clock = _Clock(timings)
+        clock = _Clock(timings, per_step)
         latents = clock.net(self._analysis(self.variables, jnp.asarray(x)))
         clock.record("analysis")
         encoders = {t: backend.encoder() for t in self.streams}
@@ -186,9 +187,10 @@ class Codec:
         c, _ = self.encode_latents(image, coder)
         return write_container(c)
 
-    def decode_latents(self, data: bytes, timings: list | None = None, latents_out: dict | None = None):
+    def decode_latents(self, data: bytes, timings: list | None = None, latents_out: dict | None = None,
+                       per_step: bool = False):
         """Returns (reconstruction as float (H, W, 3) in the model's range, symbols per step group);
-        ``timings`` and ``latents_out`` as in ``encode_latents`` (here the decoded latents)."""
+        ``timings``, ``per_step`` and ``latents_out`` as in ``encode_latents`` (here the decoded latents)."""
         c = read_container(data)
         if c.model != self.name:
             raise DecodeError(f"file was written by model {c.model!r}; this codec is {self.name!r}")
@@ -206,7 +208,7 @@ class Codec:
         except (ImportError, ValueError) as e:
             raise DecodeError(f"file was written with the {c.coder!r} coder, which is not available here: {e}") from None
         fn = self._functions(*c.image_size)
-        clock = _Clock(timings)
+        clock = _Clock(timings, per_step)
         coded = _Coded(fn, latents_out is not None)
         where = self.streams[0]
         try:
@@ -283,8 +285,9 @@ class _Coded:
 class _Clock:
     """Per-step network and coder wall time, only when asked for (blocking on results costs overlap)."""
 
-    def __init__(self, out: list | None):
+    def __init__(self, out: list | None, per_step: bool = False):
         self.out, self.t, self.net_s, self.coder_s = out, time.perf_counter(), 0.0, 0.0
+        self.per_step = per_step
 
     def net(self, result):
         if self.out is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from typing import Any
 
 import jax
@@ -65,6 +66,10 @@ def init_variables(name: str, config: dict, rng=None):
     return model, variables, model.build_tables(jax.device_get(variables))
 
 
+# what reading a damaged archive raises (a truncated member: EOFError, BadZipFile or zlib.error)
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def load_model(path: str, precision: Any = None):
     """Returns (name, config, model, variables, tables)."""
     if not os.path.exists(path):
@@ -77,36 +82,43 @@ def load_model(path: str, precision: Any = None):
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is not a jaxlic model checkpoint (not an .npz archive)")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-        meta = json.loads(bytes(data.pop(_META)).decode())
+        f = np.load(path, allow_pickle=False)
+        meta = json.loads(bytes(f[_META]).decode())
         name, config = meta["model"], dict(meta["config"])
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except _UNREADABLE as e:
         raise CheckpointError(f"{path} is not a jaxlic model checkpoint ({e})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')}")
-    spec = get_spec(name)
-    model = spec.build(**config, precision=precision) if precision is not None else spec.build(**config)
-    x = jax.ShapeDtypeStruct((1, model.downsampling, model.downsampling, 3), jnp.float32)
-    template = traverse_util.flatten_dict(jax.eval_shape(model.init, jax.random.key(0), x))
-    flat = {tuple(k.split("/")[1:]): v for k, v in data.items() if k.startswith("variables/")}
-    missing = [("/".join(k)) for k in template if k not in flat]
-    extra = [("/".join(k)) for k in flat if k not in template]
-    bad = [f"{'/'.join(k)} {flat[k].shape} != {t.shape}" for k, t in template.items()
-           if k in flat and flat[k].shape != t.shape]
-    if missing or extra or bad:
-        raise CheckpointError(f"{path} does not fit {name} {config}: missing {missing[:10]}, unexpected "
-                              f"{extra[:10]}, shape mismatches {bad[:10]}")
-    # float16-stored weights compute in the model's dtype
-    variables = traverse_util.unflatten_dict({k: jnp.asarray(v, template[k].dtype) for k, v in flat.items()})
-    tables = {}
-    for tname in sorted({k.split("/")[1] for k in data if k.startswith("tables/")}):
-        prefix = f"tables/{tname}/"
-        try:
-            tables[tname] = CodingTable.from_variables({k[len(prefix):]: v for k, v in data.items()
-                                                        if k.startswith(prefix)})
-        except ValueError as e:
-            raise CheckpointError(f"{path}: coding table {tname!r}: {e}") from None
+    with f:
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')}")
+        spec = get_spec(name)
+        model = spec.build(**config, precision=precision) if precision is not None else spec.build(**config)
+        x = jax.ShapeDtypeStruct((1, model.downsampling, model.downsampling, 3), jnp.float32)
+        template = traverse_util.flatten_dict(jax.eval_shape(model.init, jax.random.key(0), x))
+        keys = {tuple(k.split("/")[1:]): k for k in f.files if k.startswith("variables/")}
+        missing = [("/".join(k)) for k in template if k not in keys]
+        extra = [("/".join(k)) for k in keys if k not in template]
+        if missing or extra:
+            raise CheckpointError(f"{path} does not fit {name} {config}: missing {missing[:10]}, unexpected "
+                                  f"{extra[:10]}")
+        flat = {}
+        for k, t in template.items():  # leaf by leaf, so a large model is in memory once, not twice
+            try:
+                v = f[keys[k]]
+            except _UNREADABLE as e:
+                raise CheckpointError(f"{path}: {'/'.join(k)} cannot be read ({e})") from None
+            if v.shape != t.shape:
+                raise CheckpointError(f"{path} does not fit {name} {config}: {'/'.join(k)} {v.shape} != {t.shape}")
+            flat[k] = jnp.asarray(v, t.dtype)  # float16-stored weights compute in the model's dtype
+        variables = traverse_util.unflatten_dict(flat)
+        tables = {}
+        table_keys = [k for k in f.files if k.startswith("tables/")]
+        for tname in sorted({k.split("/")[1] for k in table_keys}):
+            prefix = f"tables/{tname}/"
+            try:
+                tables[tname] = CodingTable.from_variables({k[len(prefix):]: f[k] for k in table_keys
+                                                            if k.startswith(prefix)})
+            except _UNREADABLE as e:
+                raise CheckpointError(f"{path}: coding table {tname!r}: {e}") from None
     if not tables:
         raise CheckpointError(f"{path} has no frozen coding tables; run the freeze step (jaxlic.export.save_model)")
     return name, config, model, variables, tables

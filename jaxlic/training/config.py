@@ -111,7 +111,8 @@ def base_config(model: str, model_config: dict, shared: str) -> ml_collections.C
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-4
     c.optim.warmup_steps = 0
-    c.optim.decay_steps = (900_000,)  # learning rate x0.1 at each
+    c.optim.decay_steps = (900_000,)  # learning rate x decay_factor at each
+    c.optim.decay_factor = 0.1
     c.optim.clip_norm = 1.0
     c.optim.aux_lr = 1e-3             # the factorized prior's quantiles (aux loss), own Adam
 

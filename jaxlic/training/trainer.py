@@ -69,11 +69,12 @@ def _labels(params):
 
 def make_optimizer(c: ml_collections.ConfigDict):
     o = c.optim
+    factor = o.get("decay_factor", 0.1)  # configs written before the field existed decayed x0.1
     schedule = optax.join_schedules(
         [optax.linear_schedule(0.0, o.lr, max(o.warmup_steps, 1)),
-         optax.piecewise_constant_schedule(o.lr, {int(s) - o.warmup_steps: 0.1 for s in o.decay_steps})],
+         optax.piecewise_constant_schedule(o.lr, {int(s) - o.warmup_steps: factor for s in o.decay_steps})],
         [o.warmup_steps]) if o.warmup_steps else optax.piecewise_constant_schedule(
-        o.lr, {int(s): 0.1 for s in o.decay_steps})
+        o.lr, {int(s): factor for s in o.decay_steps})
     main = optax.chain(optax.clip_by_global_norm(o.clip_norm), optax.adam(schedule)) if o.clip_norm else optax.adam(schedule)
     return optax.multi_transform({"main": main, "aux": optax.adam(o.aux_lr)}, _labels), schedule
 
