@@ -110,6 +110,32 @@ def import_compressai():
     return compressai, "torchvision does not load against this torch; replaced by an empty module (unused by models)"
 
 
+def official_compressai(parent: str):
+    """Makes ``import compressai`` load the official code's own (modified, pure-Python) CompressAI package from
+    ``parent``, with pip CompressAI's compiled ``_CXX`` / ``ans`` (the same C++ code) in place of the extensions the
+    official repositories ship for Python 3.7 only."""
+    import glob
+    import importlib.machinery
+    import importlib.util
+    import sys
+    pip = importlib.util.find_spec("compressai")
+    if pip is None:
+        raise SystemExit("pip's compressai (1.2.8) is needed for its compiled rANS extensions")
+    ext = {}
+    for name in ("_CXX", "ans"):
+        so = glob.glob(os.path.join(os.path.dirname(pip.origin), f"{name}*.so"))
+        if not so:
+            raise SystemExit(f"pip compressai has no {name} extension")
+        loader = importlib.machinery.ExtensionFileLoader(f"compressai.{name}", so[0])
+        ext[name] = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"compressai.{name}", loader))
+        loader.exec_module(ext[name])
+    import_compressai()  # torchvision may not load against this torch: an empty stand-in (the models do not use it)
+    for name in [m for m in sys.modules if m.split(".")[0] == "compressai"]:
+        del sys.modules[name]
+    sys.modules.update({f"compressai.{k}": v for k, v in ext.items()})
+    sys.path.insert(0, parent)
+
+
 def read_image(path):
     """An image file as (H, W, 3) uint8."""
     import numpy as np

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from common import CompileClock, import_compressai, read_image, timed, write
+from common import CompileClock, official_compressai, read_image, timed, write
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -139,27 +139,9 @@ def _chain(fns, h):
 def _official_child(official, N, image_path, threads):
     """Loads the official package with pip CompressAI's rANS extensions in place of its Python 3.7 ones; answers
     "forward" / "compress" / "decompress" lines with the seconds and the split."""
-    import glob
-    import importlib.machinery
-    import importlib.util
     import types
-    pip = importlib.util.find_spec("compressai")
-    if pip is None:
-        raise SystemExit("pip's compressai (1.2.8) is needed for its compiled rANS extensions")
-    ext = {}
-    for name in ("_CXX", "ans"):
-        so = glob.glob(os.path.join(os.path.dirname(pip.origin), f"{name}*.so"))
-        if not so:
-            raise SystemExit(f"pip compressai has no {name} extension")
-        loader = importlib.machinery.ExtensionFileLoader(f"compressai.{name}", so[0])
-        ext[name] = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"compressai.{name}", loader))
-        loader.exec_module(ext[name])
-    import_compressai()  # torchvision may not load against this torch: an empty stand-in (the models do not use it)
-    for name in [m for m in sys.modules if m.split(".")[0] == "compressai"]:
-        del sys.modules[name]
-    sys.modules.update({f"compressai.{k}": v for k, v in ext.items()})
+    official_compressai(os.path.join(official, "codes"))
     sys.modules.setdefault("seaborn", types.ModuleType("seaborn"))  # imported, unused by ours.py
-    sys.path.insert(0, os.path.join(official, "codes"))
     import torch
     from compressai.models.ours import InvCompress
     torch.set_num_threads(threads)

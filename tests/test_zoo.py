@@ -16,7 +16,6 @@ import pytest
 from conftest import coder_params, fixture_file, nhwc, rel_err
 from helpers import assert_8bit_matches, converted, latent_err, padded_forward, raster_reference
 from jaxlic.codec import Codec
-from jaxlic.convert import convert_state_dict
 from jaxlic.plan import check_coverage
 from jaxlic.registry import REGISTRY, detect_model, get_spec
 
@@ -86,7 +85,7 @@ def test_published_size_keys_and_count(fixture):
     model = spec.build(**config)
     x = jax.ShapeDtypeStruct((1, model.downsampling, model.downsampling, 3), jnp.float32)
     template = jax.eval_shape(model.init, jax.random.key(0), x)
-    variables = convert_state_dict(sd, spec.key_map, template, spec.ignore)  # raises on anything unmapped
+    variables = spec.convert(sd, template)  # raises on anything unmapped
     assert sum(v.size for v in jax.tree_util.tree_leaves(variables["params"])) == manifest["param_count"]
 
 
@@ -102,6 +101,11 @@ def test_plan_codes_every_element_once(name):
 
 
 def _tiny(name):
+    if name == "stf-zigzag":
+        import pathlib
+        from jaxlic.training.config import load_config
+        return dict(load_config(str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "stf.py") + ":tiny")
+                    .model_config)
     return {"mlicpp": {"N": 8, "M": 12, "slice_num": 3}, "cwam": {"N": 8},
             "elic2022-official": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)},
             "elic2022-chandelier": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)}}.get(name, {"N": 8} if "cheng" in name
@@ -186,7 +190,7 @@ for job in json.loads(sys.argv[1]):
 
 
 def test_round_trips_decode_in_another_process(tmp_path):
-    """Every zoo model and CWAM, both coders where installed: files written here decode in a fresh process (its
+    """Every zoo model, CWAM and Shen & Liu's, both coders where installed: files written here decode in a fresh process (its
     own compilation) to the same symbols and the same image, bit for bit."""
     import subprocess
     import sys
@@ -195,7 +199,7 @@ def test_round_trips_decode_in_another_process(tmp_path):
     from jaxlic.export import load_model, save_model
     jobs, expected = [], {}
     rng = np.random.default_rng(11)
-    for fixture in ZOO + ["cwam"]:
+    for fixture in ZOO + ["cwam", "stf_zigzag"]:
         name, config, model, variables, _, _ = converted(fixture, precision=None)
         ckpt = tmp_path / f"{fixture}.npz"
         save_model(str(ckpt), name, config, variables, model.build_tables(variables))
