@@ -39,7 +39,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS of this process's own memory. Not ``ru_maxrss``: Linux carries the high-water mark of the memory
+    image an exec replaced, so a child started by a parent holding the converted weights reported the parent's."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _serve(handlers):
