@@ -27,7 +27,7 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="default: benchmarks/results/stf_rate.json")
     args = p.parse_args(argv)
     import jax
-    from jaxlic.codec import Codec, to_uint8
+    from jaxlic.codec import Codec
     from jaxlic.coding.container import read_container
     from jaxlic.export import load_model
     name, config, model, variables, tables = load_model(args.checkpoint)
