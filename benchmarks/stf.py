@@ -6,9 +6,10 @@ to back.
 
 Both sides run the same random weights: the official model's own initialisation (torch.manual_seed(0), then
 ``update(force=True)``), converted, when the official code is given; else jaxlic's initialisation. Each side runs
-in its own process, so each peak RSS is its own (weights, activations, compiled code). jaxlic: the evaluation
-forward (jitted), compress and decompress through the codec (z, then one step per chunk), and the per-chunk split
-of both (a step's network time is its chunk's prediction plus the previous chunk's residual prediction). The
+in its own process, so each peak RSS is its own (weights, activations, compiled code; jaxlic's codec, built
+before the forward runs, hands the heap XLA's compiler freed back to the system: ``jaxlic.heap``). jaxlic: the
+evaluation forward (jitted), compress and decompress through the codec (z, then one step per chunk), and the
+per-chunk split of both (a step's network time is its chunk's prediction plus the previous chunk's residual prediction). The
 official code has only a forward (its compress / decompress were removed upstream). Its package is a modified
 CompressAI 1.1.6 whose compiled extensions exist for Python 3.7 only; ``--official-python`` is an environment with
 torch, timm and pip's CompressAI 1.2.8, whose extensions are loaded in their place. Runs alternate after a warm-up

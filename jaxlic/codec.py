@@ -23,6 +23,7 @@ from jaxlic.coding.container import Container, read_container, write_container
 from jaxlic.entropy.quantization import symbols_of
 from jaxlic.entropy.tables import CodingTable
 from jaxlic.errors import UserError
+from jaxlic.heap import trim_after_compiles
 from jaxlic.plan import Plan, gather
 
 
@@ -114,6 +115,7 @@ class Codec:
 
     def __init__(self, name: str, model, variables, tables: Mapping[str, CodingTable], config: Mapping | None = None):
         self.name, self.model, self.variables, self.tables = name, model, variables, dict(tables)
+        trim_after_compiles()
         self.config_hash = hashlib.sha256(
             json.dumps({"model": name, "config": dict(config or {})}, sort_keys=True).encode()).hexdigest()[:16]
         self.weights_hash = fingerprint({"variables": variables,
