@@ -334,3 +334,19 @@ def test_two_processes_on_localhost(images, tmp_path):
         assert a["loss"] == b["loss"] and a["bpp"] == b["bpp"]
     assert sorted(int(d.name) for d in (wd / "checkpoints").iterdir() if d.name.isdigit())[-1] == 3
     assert (wd / "model.npz").exists()
+
+
+def test_runs_share_compiled_steps_only_when_they_compute_the_same(images):
+    """A second Trainer with the same model, loss, lambda, optimizer settings, crop and mesh reuses the first's
+    jitted step, evaluation and initialisation (a resume in one process compiles nothing again); a change in
+    any of them gets its own."""
+    base = Trainer(tiny(images), "/tmp/unused")
+    same = Trainer(tiny(images, total_steps=7, seed=3), "/tmp/unused")  # neither enters a compiled function
+    assert (same._step, same._eval, same._init) == (base._step, base._eval, base._init)
+    c = tiny(images)
+    c.optim.lr *= 2
+    others = [tiny(images, lmbda=0.5), tiny(images, loss="ms-ssim"), c, tiny(images, model_config={"N": 8, "M": 16})]
+    others[1].data.crop = 176
+    for other in others:
+        t = Trainer(other, "/tmp/unused")
+        assert t._step is not base._step and t._eval is not base._eval

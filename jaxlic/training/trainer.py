@@ -3,6 +3,7 @@ iterator's state (keep-N plus the best by validation loss), automatic resume, sa
 TensorBoard, and a frozen-table model export at the end."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from jaxlic.data.pipeline import train_dataset
 from jaxlic.errors import UserError
 from jaxlic.export import load_model, save_model
+from jaxlic.heap import trim_after_compiles
 from jaxlic.io import list_images, read_image
 from jaxlic.registry import get_spec
 from jaxlic.training.losses import DISTORTIONS, rd_loss
@@ -67,6 +69,53 @@ def _labels(params):
     return traverse_util.unflatten_dict({k: "aux" if k[-1] == "quantiles" else "main" for k in flat})
 
 
+_COMPILED: dict = {}
+
+
+def _compiled(model, lmbda, loss, optim, crop, batch_sharding, replicated, tx, schedule):
+    """The jitted training step, evaluation step and initialisation. Trainers that agree on everything these
+    depend on (the model, the loss and its lambda, the optimizer settings that ``tx`` and ``schedule`` are built
+    from, the crop, the mesh) share them, so a second run in one process (a resume, a sweep, a notebook) does not
+    compile them again."""
+    key = (model, float(lmbda), loss, json.dumps(optim.to_dict(), sort_keys=True, default=str), int(crop),
+           batch_sharding, replicated)
+    if key in _COMPILED:
+        return _COMPILED[key]
+
+    def train_step(state: TrainState, batch):
+        x = batch.astype(jnp.float32) / 255.0
+        rng = jax.random.fold_in(state.rng, state.step)
+
+        def loss_fn(params):
+            variables = {"params": params, **state.constants}
+            out = model.apply(variables, x, training=True, rng=rng)
+            total, metrics = rd_loss(x, out, lmbda, loss)
+            aux = model.apply(variables, method=lambda m: m.entropy_bottleneck.aux_loss())
+            return total + aux, {**metrics, "aux_loss": aux}
+
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        main_grads = jax.tree_util.tree_map(lambda g, l: g if l == "main" else jnp.zeros_like(g),
+                                            grads, _labels(grads))
+        metrics = {**metrics, "grad_norm": optax.tree.norm(main_grads), "lr": schedule(state.step)}
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    def eval_step(variables, batch):
+        x = batch.astype(jnp.float32) / 255.0
+        out = model.apply(variables, x)  # evaluation mode: rounding, as when coding
+        return rd_loss(x, out, lmbda, loss)[1]
+
+    def init(rng):
+        return model.init(rng, jnp.zeros((1, crop, crop, 3), jnp.float32))
+
+    _COMPILED[key] = (jax.jit(train_step, donate_argnums=(0,), in_shardings=(replicated, batch_sharding),
+                              out_shardings=(replicated, replicated)),
+                      jax.jit(eval_step, in_shardings=(replicated, batch_sharding), out_shardings=replicated),
+                      jax.jit(init, out_shardings=replicated))
+    return _COMPILED[key]
+
+
 def make_optimizer(c: ml_collections.ConfigDict):
     o = c.optim
     factor = o.get("decay_factor", 0.1)  # configs written before the field existed decayed x0.1
@@ -82,6 +131,7 @@ def make_optimizer(c: ml_collections.ConfigDict):
 class Trainer:
     def __init__(self, c: ml_collections.ConfigDict, workdir: str):
         self.c, self.workdir = c, workdir
+        trim_after_compiles()
         self.spec = get_spec(c.model)
         self.model = self.spec.build(**dict(c.model_config))
         self.mesh = make_mesh(c.mesh)
@@ -97,27 +147,18 @@ class Trainer:
         self.local_batch = c.batch_size // jax.process_count()
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         self.replicated = NamedSharding(self.mesh, P())
-        self._step = jax.jit(self._train_step, donate_argnums=(0,),
-                             in_shardings=(self.replicated, self.batch_sharding),
-                             out_shardings=(self.replicated, self.replicated))
-        self._eval = jax.jit(self._eval_step, in_shardings=(self.replicated, self.batch_sharding),
-                             out_shardings=self.replicated)
+        self._step, self._eval, self._init = _compiled(self.model, c.lmbda, c.loss, c.optim, c.data.crop,
+                                                       self.batch_sharding, self.replicated, self.tx, self.schedule)
 
     # --- state -------------------------------------------------------------------------------------
     def init_state(self) -> TrainState:
         c = self.c
-        x = jnp.zeros((1, c.data.crop, c.data.crop, 3), jnp.float32)
-
-        def init(rng):
-            variables = self.model.init(rng, x)
-            params = variables["params"]
-            constants = {k: v for k, v in variables.items() if k != "params"}
-            return TrainState(jnp.zeros((), jnp.int32), params, constants, self.tx.init(params),
-                              jax.random.PRNGKey(c.seed + 1))
-
-        abstract = jax.eval_shape(init, jax.random.PRNGKey(c.seed))
-        shardings = jax.tree_util.tree_map(lambda _: self.replicated, abstract)
-        return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(c.seed))
+        variables = self._init(jax.random.PRNGKey(c.seed))
+        params = variables["params"]
+        constants = {k: v for k, v in variables.items() if k != "params"}
+        return TrainState(jax.device_put(jnp.zeros((), jnp.int32), self.replicated), params, constants,
+                          jax.jit(self.tx.init, out_shardings=self.replicated)(params),
+                          jax.device_put(jax.random.PRNGKey(c.seed + 1), self.replicated))
 
     def _init_from(self, state: TrainState, path: str) -> TrainState:
         """Starts from the weights of an exported model (e.g. another lambda's), with a fresh optimizer."""
@@ -130,31 +171,6 @@ class Trainer:
         log.info("initialised from %s", path)
         return state.replace(params=params, constants=constants, opt_state=jax.jit(
             self.tx.init, out_shardings=self.replicated)(params))
-
-    # --- the step ----------------------------------------------------------------------------------
-    def _train_step(self, state: TrainState, batch):
-        x = batch.astype(jnp.float32) / 255.0
-        rng = jax.random.fold_in(state.rng, state.step)
-
-        def loss_fn(params):
-            variables = {"params": params, **state.constants}
-            out = self.model.apply(variables, x, training=True, rng=rng)
-            loss, metrics = rd_loss(x, out, self.c.lmbda, self.c.loss)
-            aux = self.model.apply(variables, method=lambda m: m.entropy_bottleneck.aux_loss())
-            return loss + aux, {**metrics, "aux_loss": aux}
-
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        main_grads = jax.tree_util.tree_map(lambda g, l: g if l == "main" else jnp.zeros_like(g),
-                                            grads, _labels(grads))
-        metrics = {**metrics, "grad_norm": optax.tree.norm(main_grads), "lr": self.schedule(state.step)}
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
-
-    def _eval_step(self, variables, batch):
-        x = batch.astype(jnp.float32) / 255.0
-        out = self.model.apply(variables, x)  # evaluation mode: rounding, as when coding
-        return rd_loss(x, out, self.c.lmbda, self.c.loss)[1]
 
     def validate(self, variables, images: np.ndarray) -> dict[str, float]:
         """Mean metrics over the validation crops, in global batches split over hosts like training."""
