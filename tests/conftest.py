@@ -73,3 +73,9 @@ def _highest_precision():
 @pytest.fixture(scope="session", autouse=True)
 def _cache_dir(tmp_path_factory):
     os.environ.setdefault("JAXLIC_CACHE_DIR", str(tmp_path_factory.mktemp("xla-cache")))
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``slow`` (tens of seconds or more, most of it XLA compiling) run first: pytest-xdist hands
+    tests out in collection order, and a slow test drawn last keeps one worker busy while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -41,7 +41,12 @@ def padded_forward(model, variables, img: np.ndarray) -> dict:
     h, w = img.shape[:2]
     m = model.downsampling
     x = np.pad(img[None].astype(np.float32) / 255, ((0, 0), (0, -h % m), (0, -w % m), (0, 0)), mode="edge")
-    return jax.jit(model.apply)(variables, x)
+    if id(model) not in _FORWARDS:  # a fresh jax.jit per call would compile the forward again for every image
+        _FORWARDS[id(model)] = (model, jax.jit(model.apply))
+    return _FORWARDS[id(model)][1](variables, x)
+
+
+_FORWARDS: dict = {}
 
 
 def latent_err(got, ref, name) -> float:

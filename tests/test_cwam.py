@@ -158,6 +158,7 @@ def test_published_sizes_keys_and_counts(fixture):
 @pytest.mark.parity
 @pytest.mark.parametrize("fixture", FIXTURES)
 @pytest.mark.parametrize("coder", coder_params())
+@pytest.mark.slow
 def test_round_trip_any_size(fixture, coder):
     """1x1 and a size that is not a multiple of 64: symbols round-trip, and the decoded image is the serial
     raster decode's (written out independently of the wavefront) reconstruction, cropped, in 8 bits."""
@@ -194,6 +195,7 @@ def test_configs():
 
 @pytest.mark.parity
 @pytest.mark.parametrize("fixture", FIXTURES)
+@pytest.mark.slow
 def test_training_gradients(fixture):
     """The training forward (noise for the rates, the official loss lambda 255^2 MSE + bpp) has finite gradients,
     nonzero for every module, at the official weights (a fresh init would compile for a minute on this CPU)."""

@@ -251,6 +251,7 @@ def test_forward_matches_official(fixture):
     assert not bad, bad
 
 
+@pytest.mark.slow
 def test_training_forward_has_gradients_everywhere():
     """Mixed quantization: noise for the rates, STE for the decoder and contexts, so every parameter (except
     the factorized prior's quantiles, trained by the aux loss) receives a gradient from the RD loss."""

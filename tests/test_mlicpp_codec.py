@@ -231,6 +231,7 @@ def test_tiny_training_run_exports_a_working_codec(tmp_path):
     assert all(np.array_equal(sym[k], sym2[k]) for k in sym)
 
 
+@pytest.mark.slow
 def test_cli_converts_and_codes_an_official_state_dict(tmp_path, capsys):
     """jaxlic convert (model detected from the keys) -> compress -> decompress through the command line; the
     decoded image equals the in-process decode of the same file."""

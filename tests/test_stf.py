@@ -46,6 +46,7 @@ def _teacher_forced(model):
 
 @pytest.mark.parity
 @pytest.mark.parametrize("fixture", FIXTURES)
+@pytest.mark.slow
 def test_forward_matches_official(fixture):
     name, config, model, variables, sd, out = converted(fixture)
     assert name == "stf-zigzag" and config["embed_dim"] == sd["patch_embed.proj.weight"].shape[0]
@@ -192,6 +193,7 @@ def test_published_size_keys_and_count(fixture):
 
 @pytest.mark.parity
 @pytest.mark.parametrize("fixture", FIXTURES)
+@pytest.mark.slow
 def test_codec_round_trip_any_size(fixture):
     """1x1 and a size that is not a multiple of 64 (one compiled plan for both), with each coder (tfc where
     installed, or required by CI): decoding gives exactly the encoder's symbols and latent; the symbols are
@@ -244,6 +246,7 @@ def test_chunk_orders_and_configs():
     assert load_config(f"{path}:tiny").model_config["embed_dim"] == 8
 
 
+@pytest.mark.slow
 def test_training_gradients():
     """The training forward (noise for the rates, drop-path, the STF loss lambda 255^2 MSE + bpp) of the tiny
     config (random weights drawn from numpy: no compiled init) has finite gradients, nonzero in every part,
