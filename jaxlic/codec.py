@@ -9,8 +9,10 @@ share a table family share one range-coded stream, written in plan order (range 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import time
 from typing import Any, Mapping
 
@@ -53,18 +55,68 @@ def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else x
 
 
+DRIFT_ENV = "JAXLIC_SIMULATE_DRIFT"
+_DRIFT_SEED = 20261203
+
+
+def table_indexes(model, variables, table: str, params: jax.Array) -> jax.Array:
+    """The one place the codec turns a step's prediction into coding-table indexes, for encoder and decoder alike.
+    Integer ``params`` are indexes already (a factorized prior's channels); floating ones are the scales of the
+    Gaussian family ``table``, looked up by that family's ``build_indexes``."""
+    if jnp.issubdtype(params.dtype, jnp.integer):
+        return params
+    return model.apply(variables, params, method=lambda m, s: getattr(m, table).build_indexes(s))
+
+
+def simulate_drift(scales: jax.Array, rel: float, group: int, t) -> jax.Array:
+    """A simulated platform: every scale times ``1 + rel * u``, u uniform in [-1, 1] from a fixed seed per step,
+    before its table index (``JAXLIC_SIMULATE_DRIFT=REL`` for the decoder). Indexes pass through unchanged."""
+    if jnp.issubdtype(scales.dtype, jnp.integer):
+        return scales
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(_DRIFT_SEED), group), t)
+    u = jax.random.uniform(key, scales.shape, scales.dtype, -1.0, 1.0)
+    return scales * (1 + jnp.asarray(rel, scales.dtype) * u)
+
+
+def drift_from_env() -> float:
+    raw = os.environ.get(DRIFT_ENV, "")
+    if not raw:
+        return 0.0
+    try:
+        rel = float(raw)
+    except ValueError:
+        raise UserError(f"{DRIFT_ENV}={raw!r} is not a number (a relative drift such as 1e-5)") from None
+    if not 0 <= rel < 1:
+        raise UserError(f"{DRIFT_ENV}={raw!r}: the relative drift must be in [0, 1)")
+    return rel
+
+
+def _float32_highest(method):
+    """Inside the codec every product without a precision of its own runs in full float32 (``HIGHEST``): GPUs
+    and TPUs would otherwise use TF32 or bfloat16 passes for float32 matrix products by default, and the
+    entropy parameters, hence the table indexes, would depend on the backend."""
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        with jax.default_matmul_precision("highest"):
+            return method(*args, **kwargs)
+    return run
+
+
 class _Compiled:
     """The jitted functions of one plan (one latent layout). Step t's update is fused with the next step's
     prediction, and the last update with the synthesis (the decoder's only): a group of steps costs two
     compiled functions however many steps it has, so compile time does not grow with the image size."""
 
-    def __init__(self, model, plan: Plan):
+    def __init__(self, model, plan: Plan, drift: float = 0.0):
         self.plan, groups = plan, plan.groups
+        kth = {g.name: k for k, g in enumerate(groups)}
 
         def predict(g, v, state, t):
-            means, idx, state = g.predict(model, v, state, t)
+            means, params, state = g.predict(model, v, state, t)
+            if drift:
+                params = simulate_drift(params, drift, kth[g.name], t)
             pos = g.elements(t).reshape(-1)
-            return means, idx, pos >= 0, state
+            return means, table_indexes(model, v, g.table, params), pos >= 0, state
 
         def update(g, v, state, t, sym, means):  # dequantization is part of the update, in both directions
             return g.update(model, v, state, t, sym.reshape(means.shape).astype(means.dtype) + means)
@@ -134,12 +186,13 @@ class Codec:
         """The model's codec plan for an image of this size."""
         return self._functions(height, width).plan
 
-    def _functions(self, height: int, width: int) -> _Compiled:
+    def _functions(self, height: int, width: int, drift: float = 0.0) -> _Compiled:
         shapes = self._shapes(height, width)
-        if shapes not in self._compiled:
-            self._compiled[shapes] = _Compiled(self.model, self.model.plan(dict(shapes)))
-        return self._compiled[shapes]
+        if (shapes, drift) not in self._compiled:
+            self._compiled[shapes, drift] = _Compiled(self.model, self.model.plan(dict(shapes)), drift)
+        return self._compiled[shapes, drift]
 
+    @_float32_highest
     def encode_latents(self, image: np.ndarray, coder: str = "constriction", timings: list | None = None,
                        indexes_out: dict | None = None, latents_out: dict | None = None, per_step: bool = False):
         """Returns (container, symbols per step group); ``image`` is (H, W, 3) uint8. Symbols of a one-step
@@ -189,6 +242,7 @@ class Codec:
         c, _ = self.encode_latents(image, coder)
         return write_container(c)
 
+    @_float32_highest
     def decode_latents(self, data: bytes, timings: list | None = None, latents_out: dict | None = None,
                        per_step: bool = False):
         """Returns (reconstruction as float (H, W, 3) in the model's range, symbols per step group);
@@ -209,7 +263,7 @@ class Codec:
             backend = get_coder(c.coder)
         except (ImportError, ValueError) as e:
             raise DecodeError(f"file was written with the {c.coder!r} coder, which is not available here: {e}") from None
-        fn = self._functions(*c.image_size)
+        fn = self._functions(*c.image_size, drift_from_env())
         clock = _Clock(timings, per_step)
         coded = _Coded(fn, latents_out is not None)
         where = self.streams[0]

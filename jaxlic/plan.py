@@ -10,8 +10,12 @@ the step builders below.
 
 Step functions (``m`` the Flax module, ``v`` its variables, ``t`` a traced int32 scalar):
 
-    predict(m, v, state, t) -> (means, indexes, state)   arrays of the elements' size, in their order
+    predict(m, v, state, t) -> (means, params, state)    arrays of the elements' size, in their order
     update(m, v, state, t, values) -> state               values = decoded symbols + means
+
+``params`` are the scales of the group's Gaussian table family (floats), which the codec alone turns into table
+indexes (``jaxlic.codec.table_indexes``: one function for encoder and decoder, where a simulated platform's drift
+and the cross-platform checks apply), or the indexes themselves (integers: a factorized prior's channels).
 
 The state keeps one pytree structure across the steps of a group (fixed-shape buffers updated in place).
 """
@@ -91,7 +95,7 @@ def gather(latent: jax.Array, positions: jax.Array) -> jax.Array:
 # --- step builders ----------------------------------------------------------------------------------------
 def whole(name: str, table: str, latent: str, shape, predict, update=None, layout: str = "nhwc") -> StepGroup:
     """One step coding a whole latent at once (a factorized z; a Gaussian y given a hyperprior, mean-scale or
-    scale-only). ``predict(m, v, state) -> (means, indexes)`` in ``layout``; by default the update writes the
+    scale-only). ``predict(m, v, state) -> (means, params)`` in ``layout``; by default the update writes the
     values into ``state[latent]``."""
     pos = flat_positions(shape, layout)  # numpy: a device array made here would wait for the device's queue
     nhwc = _from_layout(shape, layout)
@@ -143,7 +147,7 @@ def checkerboard_positions(shape, anchors: bool, anchor_parity: int = 0, channel
 def checkerboard(name: str, table: str, latent: str, shape, predict, update, anchor_parity: int = 0,
                  channels=None):
     """Two steps over one latent (or a channel group of it: ``channels`` as in ``checkerboard_positions``): the
-    checkerboard anchors, then the rest. ``predict(m, v, state, anchors: bool) -> (means, indexes, state)`` and
+    checkerboard anchors, then the rest. ``predict(m, v, state, anchors: bool) -> (means, params, state)`` and
     ``update(m, v, state, values, anchors) -> state`` with NHWC arrays of ``shape``, zero (values) or ignored
     (predictions) off the half; this builder picks and places the half."""
     b, h, w, c = shape

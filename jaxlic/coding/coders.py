@@ -188,7 +188,9 @@ class _ConstrictionDecoder:
             is_esc = coded == escape
             if is_esc.any():
                 coded[is_esc] = self._c._decode_escapes(self._dec, int(is_esc.sum()))
-        except (ValueError, RuntimeError, OverflowError) as e:
+        except (ValueError, RuntimeError, OverflowError, AssertionError) as e:
+            # constriction asserts on data its model cannot have written: here, indexes that differ from the
+            # encoder's (another platform's scales, before the checks of issue 13) or the wrong tables
             raise CodingError(f"stream does not decode: {e}") from None
         values = np.empty_like(coded)
         values[order] = coded

@@ -38,10 +38,6 @@ def _igdn_synthesis(N, p, k=5):
         ConvTranspose(N, k, precision=p), GDN(inverse=True, precision=p), ConvTranspose(3, k, precision=p)])
 
 
-def _y_indexes(m, scales):
-    return m.gaussian_conditional.build_indexes(scales)
-
-
 class FactorizedPrior(HyperpriorModel):
     """``bmshj2018-factorized``: y under a per-channel factorized prior, no hyperprior."""
 
@@ -116,7 +112,7 @@ def _hyperprior_plan(model, shapes) -> P.Plan:
 
     def predict(m, v, state):
         scales, means = m.apply(v, state["z"], method="y_params")
-        return (jnp.zeros_like(scales) if means is None else means), m.apply(v, scales, method=_y_indexes)
+        return (jnp.zeros_like(scales) if means is None else means), scales
 
     return P.Plan((z, P.whole("y", "gaussian_conditional", "y", shapes["y"], predict)), shapes)
 
@@ -225,7 +221,7 @@ class JointAutoregressive(HyperpriorModel):
                 "y_pad": jnp.zeros((b, h + 2, w + 4, self.M), params.dtype)}
 
     def wave_params(self, state, rows, cols):
-        """Means and indexes at the positions (rows, cols) from the decoded neighbourhoods: (B, P, M). The same
+        """Means and scales at the positions (rows, cols) from the decoded neighbourhoods: (B, P, M). The same
         function as the forward's entropy_parameters(concat(params, context)), its first layer split in two,
         computed feature-major (features, B * P) as ``MaskedConv.at`` gives the context."""
         layers = self.entropy_parameters.layers
@@ -240,7 +236,7 @@ class JointAutoregressive(HyperpriorModel):
         # XLA:CPU's slower generic dot)
         x = jax.lax.optimization_barrier(x).T.reshape(b, rows.shape[0], -1)
         scales, means = jnp.split(x, 2, axis=-1)
-        return means, self.gaussian_conditional.build_indexes(scales)
+        return means, scales
 
     def plan(self, shapes) -> P.Plan:
         b, h, w, _ = shapes["y"]

@@ -404,8 +404,7 @@ class MLICPlusPlus(HyperpriorModel):
     def predict_anchor(self, state, i):
         refs, scales, means = self._anchor_params(i, state["done"], state["hyper"])
         sq = lambda t: jnp.transpose(ckbd_squeeze(t, anchors=True), (0, 3, 1, 2))
-        indexes = self.gaussian_conditional.build_indexes(sq(scales))
-        return sq(means), indexes, {**state, "refs": refs}
+        return sq(means), sq(scales), {**state, "refs": refs}
 
     def update_anchor(self, state, values, i):
         a_hat = ckbd_unsqueeze(jnp.transpose(values, (0, 2, 3, 1)), anchors=True)
@@ -414,7 +413,7 @@ class MLICPlusPlus(HyperpriorModel):
     def predict_nonanchor(self, state, i):
         scales, means = self._nonanchor_params(i, state["done"], state["hyper"], state["refs"], state["anchor"])
         sq = lambda t: jnp.transpose(ckbd_squeeze(t, anchors=False), (0, 3, 1, 2))
-        return sq(means), self.gaussian_conditional.build_indexes(sq(scales)), state
+        return sq(means), sq(scales), state
 
     def update_nonanchor(self, state, values, i):
         y_hat_i = state["anchor"] + ckbd_unsqueeze(jnp.transpose(values, (0, 2, 3, 1)), anchors=False)

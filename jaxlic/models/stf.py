@@ -411,7 +411,7 @@ class STFZigzag(HyperpriorModel):
     def predict_chunk(self, state, k):
         mu, scale = self.chunk_params(state["hyper_outs"], state["support"], k)
         nchw = lambda t: jnp.transpose(t, (0, 3, 1, 2))
-        return nchw(mu), self.gaussian_conditional.build_indexes(nchw(scale)), state
+        return nchw(mu), nchw(scale), state
 
     def update_chunk(self, state, values, k):
         y_hat = self.chunk_decode(state["hyper_outs"], state["support"], jnp.transpose(values, (0, 2, 3, 1)), k)
