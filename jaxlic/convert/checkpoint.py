@@ -5,7 +5,7 @@ import os
 import re
 from typing import Mapping
 
-from jaxlic.convert.common import ConversionError, convert_state_dict, load_torch_state_dict, strip_prefixes
+from jaxlic.convert.common import ConversionError, load_torch_state_dict, strip_prefixes
 
 
 def convert_checkpoint(source, output: str | None = None, model: str | None = None, config: dict | None = None,
