@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlic.coding.checks import IndexChecks
 from jaxlic.coding.coders import CodingError, get_coder
 from jaxlic.coding.container import Container, read_container, write_container
 from jaxlic.entropy.quantization import symbols_of
@@ -31,6 +32,18 @@ from jaxlic.plan import Plan, gather
 
 class DecodeError(UserError):
     """A file cannot be decoded by this codec (wrong model or checkpoint, corrupt data)."""
+
+
+class IndexMismatch(DecodeError):
+    """The decoder's coding-table indexes differ from the encoder's: its machine computed the entropy
+    parameters differently. Raised before the step's symbols are decoded; nothing is reconstructed."""
+
+    def __init__(self, where: str):
+        super().__init__(
+            f"{where}: this machine's coding-table indexes differ from the encoder's (checked before decoding "
+            "it; nothing was reconstructed). The entropy parameters came out differently here (another CPU "
+            "instruction set, thread count, XLA version, or GPU / TPU kernels) and lie too close to a table "
+            "boundary for this file")
 
 
 def _frozen(shapes: Mapping[str, tuple]) -> tuple:
@@ -107,27 +120,29 @@ class _Compiled:
     prediction, and the last update with the synthesis (the decoder's only): a group of steps costs two
     compiled functions however many steps it has, so compile time does not grow with the image size."""
 
-    def __init__(self, model, plan: Plan, drift: float = 0.0):
+    def __init__(self, model, plan: Plan):
         self.plan, groups = plan, plan.groups
+        self.steps = sum(g.count for g in groups)
         kth = {g.name: k for k, g in enumerate(groups)}
 
-        def predict(g, v, state, t):
+        def predict(g, v, state, t, drift):
             means, params, state = g.predict(model, v, state, t)
-            if drift:
-                params = simulate_drift(params, drift, kth[g.name], t)
+            if jnp.issubdtype(params.dtype, jnp.floating):  # a traced drift: one compiled step for every setting
+                params = jax.lax.cond(drift != 0, lambda p: simulate_drift(p, drift, kth[g.name], t),
+                                      lambda p: p, params)
             pos = g.elements(t).reshape(-1)
             return means, table_indexes(model, v, g.table, params), pos >= 0, state
 
         def update(g, v, state, t, sym, means):  # dequantization is part of the update, in both directions
             return g.update(model, v, state, t, sym.reshape(means.shape).astype(means.dtype) + means)
 
-        self.first = jax.jit(lambda v: predict(groups[0], v, {}, jnp.int32(0)))
+        self.first = jax.jit(lambda v, drift: predict(groups[0], v, {}, jnp.int32(0), drift))
         # the state is donated: its buffers (a padded latent, the hyper params) are updated in place, not copied
-        self.repeat = [jax.jit(lambda v, state, t, sym, means, g=g: predict(g, v, update(g, v, state, t, sym, means),
-                                                                            t + 1), donate_argnums=1)
+        self.repeat = [jax.jit(lambda v, state, t, sym, means, drift, g=g: predict(
+            g, v, update(g, v, state, t, sym, means), t + 1, drift), donate_argnums=1)
                        if g.count > 1 else None for g in groups]
-        self.next = [jax.jit(lambda v, state, sym, means, g=g, h=h: predict(
-            h, v, update(g, v, state, jnp.int32(g.count - 1), sym, means), jnp.int32(0)))
+        self.next = [jax.jit(lambda v, state, sym, means, drift, g=g, h=h: predict(
+            h, v, update(g, v, state, jnp.int32(g.count - 1), sym, means), jnp.int32(0), drift))
             for g, h in zip(groups[:-1], groups[1:])]
         last = groups[-1]
         self.final_state = jax.jit(lambda v, state, sym, means: update(last, v, state, jnp.int32(last.count - 1),
@@ -142,20 +157,22 @@ class _Compiled:
             symbols_of(gather(latents[g.latent], g.elements(t)), means.reshape(-1)), 0)) for g in groups]
         self.elements = [jax.jit(g.elements) for g in groups]
 
-    def run(self, v, code, clock):
+    def run(self, v, code, clock, drift: float = 0.0):
         """Runs the plan; ``code(k, t, indexes, valid, means) -> symbols`` (numpy) writes or reads the coder.
-        Returns the final prediction's (symbols, means) and the state before the last update."""
+        ``drift``: a simulated platform's relative error on the scales (``simulate_drift``; 0: none). Returns
+        the final prediction's (symbols, means) and the state before the last update."""
         groups = self.plan.groups
-        means, idx, valid, state = self.first(v)
+        drift = np.float32(drift)
+        means, idx, valid, state = self.first(v, drift)
         for k, g in enumerate(groups):
             for t in range(g.count):
                 sym = code(k, t, idx, valid, means)
                 clock.record(f"{g.name}[{t}]" if clock.per_step and g.count > 1 else
                              g.name if t == g.count - 1 else None)
                 if t + 1 < g.count:
-                    means, idx, valid, state = self.repeat[k](v, state, np.int32(t), sym, means)
+                    means, idx, valid, state = self.repeat[k](v, state, np.int32(t), sym, means, drift)
                 elif k + 1 < len(groups):
-                    means, idx, valid, state = self.next[k](v, state, sym, means)
+                    means, idx, valid, state = self.next[k](v, state, sym, means, drift)
                     if groups[k + 1].count > 1:  # timed apart, so a repeated group's entry is its steps alone
                         clock.net(idx)
                         clock.record(f"{groups[k + 1].name} (start)")
@@ -186,11 +203,11 @@ class Codec:
         """The model's codec plan for an image of this size."""
         return self._functions(height, width).plan
 
-    def _functions(self, height: int, width: int, drift: float = 0.0) -> _Compiled:
+    def _functions(self, height: int, width: int) -> _Compiled:
         shapes = self._shapes(height, width)
-        if (shapes, drift) not in self._compiled:
-            self._compiled[shapes, drift] = _Compiled(self.model, self.model.plan(dict(shapes)), drift)
-        return self._compiled[shapes, drift]
+        if shapes not in self._compiled:
+            self._compiled[shapes] = _Compiled(self.model, self.model.plan(dict(shapes)))
+        return self._compiled[shapes]
 
     @_float32_highest
     def encode_latents(self, image: np.ndarray, coder: str = "constriction", timings: list | None = None,
@@ -214,6 +231,7 @@ class Codec:
         clock.record("analysis")
         encoders = {t: backend.encoder() for t in self.streams}
         coded = _Coded(fn, indexes_out is not None or latents_out is not None)
+        checks = IndexChecks(fn.steps)
 
         def code(k, t, idx, valid, means):
             g = fn.plan.groups[k]
@@ -221,7 +239,9 @@ class Codec:
             sym_np, idx_np, valid_np = np.asarray(sym), np.asarray(idx).reshape(-1), np.asarray(valid)
             clock.net(None)
             keep = sym_np if valid_np.all() else sym_np[valid_np]
-            encoders[g.table].encode(keep, idx_np if valid_np.all() else idx_np[valid_np], self.tables[g.table])
+            idx_keep = idx_np if valid_np.all() else idx_np[valid_np]
+            checks.add(idx_keep)
+            encoders[g.table].encode(keep, idx_keep, self.tables[g.table])
             clock.coder()
             coded.add(k, t, sym_np, idx_np, valid_np, means.shape)
             return sym
@@ -235,7 +255,7 @@ class Codec:
             indexes_out.update(coded.indexes())
         streams = [encoders[t].finish() for t in self.streams]
         c = Container(self.name, self.config_hash, backend.name, (h, w), {k: list(v) for k, v in fn.plan.shapes.items()},
-                      streams, self.weights_hash)
+                      streams, self.weights_hash, checks=checks.pack())
         return c, coded.symbols()
 
     def compress(self, image: np.ndarray, coder: str = "constriction") -> bytes:
@@ -263,7 +283,12 @@ class Codec:
             backend = get_coder(c.coder)
         except (ImportError, ValueError) as e:
             raise DecodeError(f"file was written with the {c.coder!r} coder, which is not available here: {e}") from None
-        fn = self._functions(*c.image_size, drift_from_env())
+        fn = self._functions(*c.image_size)
+        drift = drift_from_env()
+        try:
+            checks = IndexChecks.unpack(c.checks, fn.steps) if c.version >= 3 else None
+        except ValueError as e:
+            raise DecodeError(f"file header does not match the model's coding steps (corrupt file): {e}") from None
         clock = _Clock(timings, per_step)
         coded = _Coded(fn, latents_out is not None)
         where = self.streams[0]
@@ -276,6 +301,9 @@ class Codec:
                 where = g.table
                 idx_np, valid_np = np.asarray(idx).reshape(-1), np.asarray(valid)
                 clock.net(None)
+                if checks is not None and not checks.verify(idx_np if valid_np.all() else idx_np[valid_np]):
+                    raise IndexMismatch(f"coding step {g.name}[{t}] of {g.name}'s {g.count}" if g.count > 1
+                                        else f"coding step {g.name}")
                 if valid_np.all():
                     sym_np = decoders[g.table].decode(idx_np, self.tables[g.table]).astype(np.int32)
                 else:
@@ -285,11 +313,13 @@ class Codec:
                 coded.add(k, t, sym_np, idx_np, valid_np, means.shape)
                 return sym_np  # numpy: jit takes it without a separate transfer call
 
-            sym, means, state = fn.run(self.variables, code, clock)
+            sym, means, state = fn.run(self.variables, code, clock, drift)
             for where in self.streams:
                 decoders[where].finish()
         except CodingError as e:
             raise DecodeError(f"stream {where!r}: {e}") from None
+        if checks is not None and not checks.verify_all():
+            raise IndexMismatch("the file's coding steps taken together")
         x_hat = np.asarray(clock.net(fn.finish(self.variables, state, sym, means)))
         clock.record("synthesis")
         if latents_out is not None:

@@ -179,20 +179,31 @@ def test_config_qualities_and_training_gradients(fixture):
 
 
 _DECODE_ALL = """
-import json, sys, numpy as np
-from jaxlic.codec import Codec
+import json, os, sys, numpy as np
+from jaxlic.codec import Codec, IndexMismatch
 from jaxlic.export import load_model
 for job in json.loads(sys.argv[1]):
     n, c, m, v, t = load_model(job["checkpoint"])
-    x, s = Codec(n, m, v, t, c).decode_latents(open(job["file"], "rb").read())
-    np.savez(job["out"], x=x, **s)
+    codec, data = Codec(n, m, v, t, c), open(job["file"], "rb").read()
+    x, s = codec.decode_latents(data)
+    os.environ["JAXLIC_SIMULATE_DRIFT"] = "1e-2"  # a simulated platform, far off
+    try:  # a scale far from every table boundary keeps its index: then the decode must be exact
+        x2, s2 = codec.decode_latents(data)
+        caught = "exact" if all(np.array_equal(s[k], s2[k]) for k in s) and np.array_equal(x, x2) else "WRONG"
+    except IndexMismatch as e:
+        caught = str(e)
+    del os.environ["JAXLIC_SIMULATE_DRIFT"]
+    np.savez(job["out"], x=x, caught=caught, **s)
 """
 
 
 @pytest.mark.slow
 def test_round_trips_decode_in_another_process(tmp_path):
     """Every zoo model, CWAM and Shen & Liu's, both coders where installed: files written here decode in a fresh process (its
-    own compilation) to the same symbols and the same image, bit for bit."""
+    own compilation) to the same symbols and the same image, bit for bit. There, on a simulated platform
+    (JAXLIC_SIMULATE_DRIFT=1e-2) a decoder either stops with the index-check error or, where no index moved
+    (a factorized-only model has no scales; an untrained one may have every scale clamped), decodes exactly:
+    never a wrong image."""
     import subprocess
     import sys
     from jaxlic.codec import to_uint8
@@ -215,11 +226,17 @@ def test_round_trips_decode_in_another_process(tmp_path):
             jobs.append({"checkpoint": str(ckpt), "file": str(path), "out": str(out)})
             expected[str(out)] = (sym, here.decompress(path.read_bytes()))
     subprocess.run([sys.executable, "-c", _DECODE_ALL, json.dumps(jobs)], check=True, timeout=900)
+    outcomes = []
     for out, (sym, image) in expected.items():
         with np.load(out) as f:
             for k in sym:
                 np.testing.assert_array_equal(f[k], sym[k], err_msg=f"{out} {k}")
             np.testing.assert_array_equal(to_uint8(f["x"]), image, err_msg=out)
+            caught = str(f["caught"])
+        outcomes.append(caught)
+        assert caught == "exact" or ("coding-table indexes differ" in caught and caught.startswith("coding step y")), \
+            (out, caught)
+    assert outcomes.count("exact") <= len(outcomes) // 3, outcomes  # the simulated platform does move indexes
 
 
 def test_plan_scatter_and_gather_skip_padding():

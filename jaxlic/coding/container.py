@@ -9,6 +9,8 @@
     image size       varint H, varint W
     latent shapes    varint count, then per latent: u8 length + ASCII name, u8 rank, varint dims
     streams          varint count, then varint byte length of each
+    index checks     varint byte length, then the checks of the coding-table indexes (``jaxlic.coding.checks``;
+                     format 3 on; format 2 files have none and decode unchecked)
     payload          the coded streams, concatenated in codec-plan order
     CRC-32           u32 little endian, of every byte before it
 
@@ -25,7 +27,8 @@ import zlib
 from jaxlic.errors import UserError
 
 MAGIC = b"JLIC"
-FORMAT_VERSION = 2  # 2: shorter escape codes in constriction streams; one stream per table family
+FORMAT_VERSION = 3  # 3: index checks; 2: shorter escape codes in constriction streams, one stream per table family
+READABLE = (2, 3)
 CODERS = ("constriction", "tfc")  # ids are positions: append only
 _CRC = struct.Struct("<I")
 _MAX_DIM = 1 << 24
@@ -45,6 +48,7 @@ class Container:
     streams: list[bytes]
     weights_hash: str
     version: int = FORMAT_VERSION
+    checks: bytes = b""
 
     def describe(self) -> str:
         lengths = [len(s) for s in self.streams]
@@ -53,7 +57,8 @@ class Container:
                  f"coder          : {self.coder}",
                  f"image size     : {self.image_size[0]} x {self.image_size[1]} (H x W)",
                  "latent shapes  : " + ", ".join(f"{k} {tuple(v)}" for k, v in self.shapes.items()),
-                 f"streams        : {len(self.streams)} ({sum(lengths)} bytes): {lengths}"]
+                 f"streams        : {len(self.streams)} ({sum(lengths)} bytes): {lengths}",
+                 f"index checks   : {len(self.checks)} bytes" if self.version >= 3 else "index checks   : none"]
         return "\n".join(lines)
 
 
@@ -129,8 +134,10 @@ def write_container(c: Container) -> bytes:
     if c.coder not in CODERS:
         raise ValueError(f"unknown coder {c.coder!r}")
     w = _Writer()
+    if c.version not in READABLE:
+        raise ValueError(f"format version {c.version} cannot be written (this build: {READABLE})")
     w.buf += MAGIC
-    w.u8(FORMAT_VERSION)
+    w.u8(c.version)
     w.text(c.model)
     w.hash(c.config_hash)
     w.hash(c.weights_hash)
@@ -146,6 +153,11 @@ def write_container(c: Container) -> bytes:
     w.varint(len(c.streams))
     for s in c.streams:
         w.varint(len(s))
+    if c.version >= 3:
+        w.varint(len(c.checks))
+        w.buf += c.checks
+    elif c.checks:
+        raise ValueError("format 2 has no index checks")
     body = bytes(w.buf) + b"".join(c.streams)
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -157,8 +169,9 @@ def read_container(data: bytes) -> Container:
     if len(data) < len(MAGIC) + 1 + _CRC.size:
         raise ContainerError(f"file is truncated ({len(data)} bytes)")
     version = data[len(MAGIC)]
-    if version != FORMAT_VERSION:
-        raise ContainerError(f"unsupported jaxlic format version {version} (this build reads {FORMAT_VERSION})")
+    if version not in READABLE:
+        raise ContainerError(f"unsupported jaxlic format version {version} (this build reads "
+                             f"{', '.join(map(str, READABLE))})")
     body, (crc,) = data[:-_CRC.size], _CRC.unpack_from(data, len(data) - _CRC.size)
     if zlib.crc32(body) != crc:
         raise ContainerError("checksum mismatch: the file is corrupt or truncated")
@@ -176,6 +189,7 @@ def read_container(data: bytes) -> Container:
         name = r.text()
         shapes[name] = [r.varint(_MAX_DIM) for _ in range(r.u8())]
     lengths = [r.varint(len(body)) for _ in range(r.varint(len(body)))]
+    checks = r.take(r.varint(len(body))) if version >= 3 else b""
     payload = body[r.pos:]
     if sum(lengths) != len(payload):
         raise ContainerError(f"header lists {sum(lengths)} payload bytes, file has {len(payload)}")
@@ -183,4 +197,5 @@ def read_container(data: bytes) -> Container:
     for n in lengths:
         streams.append(payload[pos:pos + n])
         pos += n
-    return Container(model, config_hash, CODERS[coder_id], image_size, shapes, streams, weights_hash, version)
+    return Container(model, config_hash, CODERS[coder_id], image_size, shapes, streams, weights_hash, version,
+                     checks)
