@@ -90,13 +90,15 @@ def step_flops(codec, image):
     latents = codec._analysis(v, x)
     fn = codec._functions(*image.shape[:2])
     groups = fn.plan.groups  # MLIC++: every group is one step
-    out[groups[0].name] = flops(fn.first, v)
-    means, _, _, state = fn.first(v)
+    off = np.float32(0)  # no simulated drift, no repair margin
+    out[groups[0].name] = flops(fn.first, v, off, off)
+    p, state = fn.first(v, off, off)
     for k, g in enumerate(groups):
+        means = p["means"]
         sym = fn.symbols[k](latents, jnp.int32(0), means)
         if k + 1 < len(groups):
-            out[groups[k + 1].name] = flops(fn.next[k], v, state, sym, means)
-            means, _, _, state = fn.next[k](v, state, sym, means)
+            out[groups[k + 1].name] = flops(fn.next[k], v, state, sym, means, off, off)
+            p, state = fn.next[k](v, state, sym, means, off, off)
         else:
             out["synthesis"] = flops(fn.finish, v, state, sym, means)
     return out

@@ -52,15 +52,16 @@ def real_step(image_path, rounds):
     v = codec.variables
     transition, loop = [], []
     for r in range(rounds + 1):  # the first round compiles
-        means, idx, valid, state = fn.first(v)
-        zeros = np.zeros(np.asarray(idx).size, np.int32)
+        off = np.float32(0)  # no simulated drift, no repair margin
+        p, state = fn.first(v, off, off)
+        zeros = np.zeros(np.asarray(p["idx"]).size, np.int32)
         t0 = time.perf_counter()
-        means, idx, valid, state = jax.block_until_ready(fn.next[0](v, state, zeros, means))
+        p, state = jax.block_until_ready(fn.next[0](v, state, zeros, p["means"], off, off))
         t1 = time.perf_counter()
-        zeros = np.zeros(np.asarray(idx).size, np.int32)
+        zeros = np.zeros(np.asarray(p["idx"]).size, np.int32)
         for t in range(y.count - 1):
-            means, idx, valid, state = fn.repeat[1](v, state, np.int32(t), zeros, means)
-            np.asarray(idx)  # the decoder reads every step's indexes before the next step
+            p, state = fn.repeat[1](v, state, np.int32(t), zeros, p["means"], off, off)
+            np.asarray(p["idx"])  # the decoder reads every step's indexes before the next step
         t2 = time.perf_counter()
         if r:
             transition.append(t1 - t0)

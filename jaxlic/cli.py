@@ -61,13 +61,23 @@ def _codec(args):
     return Codec(name, model, variables, tables, config)
 
 
+def _margin(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (a relative error such as 1e-5)") from None
+    if not 0 <= v < 0.01:
+        raise argparse.ArgumentTypeError(f"{text}: must be in [0, 0.01) (a relative error such as 1e-5; 0: off)")
+    return v
+
+
 def cmd_compress(args):
     from jaxlic.io import check_output_path, read_image, write_bytes
     t0 = time.perf_counter()
     check_output_path(args.output)  # before the work, not after
     image = read_image(args.input)
     codec = _codec(args)
-    data = codec.compress(image, args.coder)
+    data = codec.compress(image, args.coder, args.robust_margin)
     write_bytes(args.output, data)
     h, w = image.shape[:2]
     print(f"{args.input} -> {args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp "
@@ -158,6 +168,7 @@ def cmd_export(args):
 
 def build_parser():
     from jaxlic import assets
+    from jaxlic.codec import DEFAULT_ROBUST_MARGIN
     from jaxlic.registry import REGISTRY
     from jaxlic import __version__
     p = argparse.ArgumentParser(prog="jaxlic", description="Learned image compression in JAX.")
@@ -174,6 +185,11 @@ def build_parser():
     c.add_argument("output")
     model_args(c)
     c.add_argument("--coder", default="constriction", choices=["constriction", "tfc"])
+    c.add_argument("--robust-margin", type=_margin, default=None, metavar="DELTA",
+                   help="decoders whose entropy parameters differ from this machine's by a relative error below "
+                   "DELTA decode the file exactly: the side of every coding-table index within DELTA of a table "
+                   "boundary is sent (about 1.2 bits each); 0 switches this off (default: "
+                   f"{DEFAULT_ROBUST_MARGIN:g})")
     c.set_defaults(fn=cmd_compress)
     d = sub.add_parser("decompress", help=".jlc file -> image (PNG unless the extension says otherwise)")
     d.add_argument("input")

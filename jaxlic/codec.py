@@ -9,6 +9,7 @@ share a table family share one range-coded stream, written in plan order (range 
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -22,6 +23,8 @@ import numpy as np
 
 from jaxlic.coding.checks import IndexChecks
 from jaxlic.coding.coders import CodingError, get_coder
+from jaxlic.coding.repair import DECODER_MARGIN, ENCODER_MARGIN, Repair
+from jaxlic.coding.repair import key as repair_key
 from jaxlic.coding.container import Container, read_container, write_container
 from jaxlic.entropy.quantization import symbols_of
 from jaxlic.entropy.tables import CodingTable
@@ -38,12 +41,14 @@ class IndexMismatch(DecodeError):
     """The decoder's coding-table indexes differ from the encoder's: its machine computed the entropy
     parameters differently. Raised before the step's symbols are decoded; nothing is reconstructed."""
 
-    def __init__(self, where: str):
+    def __init__(self, where: str, margin: float = 0.0):
         super().__init__(
             f"{where}: this machine's coding-table indexes differ from the encoder's (checked before decoding "
             "it; nothing was reconstructed). The entropy parameters came out differently here (another CPU "
             "instruction set, thread count, XLA version, or GPU / TPU kernels) and lie too close to a table "
-            "boundary for this file")
+            "boundary for this file" + (f", by more than its robust margin {margin:.3g}; compress it again with "
+                                        "a larger --robust-margin" if margin else
+                                        ", which was written without a robust margin (--robust-margin 0)"))
 
 
 def _frozen(shapes: Mapping[str, tuple]) -> tuple:
@@ -69,6 +74,7 @@ def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
 
 
 DRIFT_ENV = "JAXLIC_SIMULATE_DRIFT"
+DEFAULT_ROBUST_MARGIN = 1e-5
 _DRIFT_SEED = 20261203
 
 
@@ -79,6 +85,16 @@ def table_indexes(model, variables, table: str, params: jax.Array) -> jax.Array:
     if jnp.issubdtype(params.dtype, jnp.integer):
         return params
     return model.apply(variables, params, method=lambda m, s: getattr(m, table).build_indexes(s))
+
+
+def near_boundaries(model, variables, table: str, params: jax.Array, margin) -> jax.Array:
+    """For each element, the table boundary its scale lies within relative distance ``margin`` of, or -1
+    (``GaussianConditional.nearest_boundary``; the repair, ``jaxlic.coding.repair``). Indexes given directly
+    (integer ``params``) are exact on every machine: -1."""
+    if jnp.issubdtype(params.dtype, jnp.integer):
+        return jnp.full(params.shape, -1, jnp.int32).reshape(-1)
+    return model.apply(variables, params, margin,
+                       method=lambda m, s, d: getattr(m, table).nearest_boundary(s, d)).reshape(-1)
 
 
 def simulate_drift(scales: jax.Array, rel: float, group: int, t) -> jax.Array:
@@ -125,24 +141,25 @@ class _Compiled:
         self.steps = sum(g.count for g in groups)
         kth = {g.name: k for k, g in enumerate(groups)}
 
-        def predict(g, v, state, t, drift):
+        def predict(g, v, state, t, drift, margin):
             means, params, state = g.predict(model, v, state, t)
             if jnp.issubdtype(params.dtype, jnp.floating):  # a traced drift: one compiled step for every setting
                 params = jax.lax.cond(drift != 0, lambda p: simulate_drift(p, drift, kth[g.name], t),
                                       lambda p: p, params)
             pos = g.elements(t).reshape(-1)
-            return means, table_indexes(model, v, g.table, params), pos >= 0, state
+            return dict(means=means, idx=table_indexes(model, v, g.table, params), valid=pos >= 0,
+                        near=near_boundaries(model, v, g.table, params, margin), params=params), state
 
         def update(g, v, state, t, sym, means):  # dequantization is part of the update, in both directions
             return g.update(model, v, state, t, sym.reshape(means.shape).astype(means.dtype) + means)
 
-        self.first = jax.jit(lambda v, drift: predict(groups[0], v, {}, jnp.int32(0), drift))
+        self.first = jax.jit(lambda v, drift, margin: predict(groups[0], v, {}, jnp.int32(0), drift, margin))
         # the state is donated: its buffers (a padded latent, the hyper params) are updated in place, not copied
-        self.repeat = [jax.jit(lambda v, state, t, sym, means, drift, g=g: predict(
-            g, v, update(g, v, state, t, sym, means), t + 1, drift), donate_argnums=1)
+        self.repeat = [jax.jit(lambda v, state, t, sym, means, drift, margin, g=g: predict(
+            g, v, update(g, v, state, t, sym, means), t + 1, drift, margin), donate_argnums=1)
                        if g.count > 1 else None for g in groups]
-        self.next = [jax.jit(lambda v, state, sym, means, drift, g=g, h=h: predict(
-            h, v, update(g, v, state, jnp.int32(g.count - 1), sym, means), jnp.int32(0), drift))
+        self.next = [jax.jit(lambda v, state, sym, means, drift, margin, g=g, h=h: predict(
+            h, v, update(g, v, state, jnp.int32(g.count - 1), sym, means), jnp.int32(0), drift, margin))
             for g, h in zip(groups[:-1], groups[1:])]
         last = groups[-1]
         self.final_state = jax.jit(lambda v, state, sym, means: update(last, v, state, jnp.int32(last.count - 1),
@@ -157,24 +174,29 @@ class _Compiled:
             symbols_of(gather(latents[g.latent], g.elements(t)), means.reshape(-1)), 0)) for g in groups]
         self.elements = [jax.jit(g.elements) for g in groups]
 
-    def run(self, v, code, clock, drift: float = 0.0):
-        """Runs the plan; ``code(k, t, indexes, valid, means) -> symbols`` (numpy) writes or reads the coder.
-        ``drift``: a simulated platform's relative error on the scales (``simulate_drift``; 0: none). Returns
-        the final prediction's (symbols, means) and the state before the last update."""
+    def run(self, v, code, clock, drift: float = 0.0, margin: float = 0.0):
+        """Runs the plan; ``code(k, t, step, p)`` (numpy symbols) writes or reads the coder, ``step`` counting
+        all steps in plan order and ``p`` holding the prediction: means, table indexes, valid (not padding),
+        near (the table boundary each scale lies within relative ``margin`` of, or -1) and params (the scales,
+        or indexes of a factorized prior). ``drift``: a simulated platform's relative error on the scales
+        (``simulate_drift``; 0: none). Returns the final prediction's (symbols, means) and the state before
+        the last update."""
         groups = self.plan.groups
-        drift = np.float32(drift)
-        means, idx, valid, state = self.first(v, drift)
+        drift, margin = np.float32(drift), np.float32(margin)
+        p, state = self.first(v, drift, margin)
+        step = 0
         for k, g in enumerate(groups):
             for t in range(g.count):
-                sym = code(k, t, idx, valid, means)
+                sym, means = code(k, t, step, p), p["means"]
+                step += 1
                 clock.record(f"{g.name}[{t}]" if clock.per_step and g.count > 1 else
                              g.name if t == g.count - 1 else None)
                 if t + 1 < g.count:
-                    means, idx, valid, state = self.repeat[k](v, state, np.int32(t), sym, means, drift)
+                    p, state = self.repeat[k](v, state, np.int32(t), sym, means, drift, margin)
                 elif k + 1 < len(groups):
-                    means, idx, valid, state = self.next[k](v, state, sym, means, drift)
+                    p, state = self.next[k](v, state, sym, means, drift, margin)
                     if groups[k + 1].count > 1:  # timed apart, so a repeated group's entry is its steps alone
-                        clock.net(idx)
+                        clock.net(p["idx"])
                         clock.record(f"{groups[k + 1].name} (start)")
         return sym, means, state
 
@@ -183,16 +205,30 @@ class Codec:
     """Compresses 8-bit RGB images to ``.jlc`` bytes and back with one model, its variables and frozen tables."""
 
     def __init__(self, name: str, model, variables, tables: Mapping[str, CodingTable], config: Mapping | None = None):
-        self.name, self.model, self.variables, self.tables = name, model, variables, dict(tables)
+        self.name, self.model = name, model
         trim_after_compiles()
         self.config_hash = hashlib.sha256(
             json.dumps({"model": name, "config": dict(config or {})}, sort_keys=True).encode()).hexdigest()[:16]
-        self.weights_hash = fingerprint({"variables": variables,
-                                         "tables": {k: t.as_variables() for k, t in self.tables.items()}})
         self._analysis = jax.jit(lambda v, x: model.apply(v, x, method="analysis"))
         self._compiled: dict[tuple, _Compiled] = {}
         # the stream order is the order table families first appear in the plan (the same for every size)
         self.streams = list(dict.fromkeys(g.table for g in self.plan(64, 64).groups))
+        self._set_weights(variables, tables)
+
+    def _set_weights(self, variables, tables):
+        self.variables, self.tables = variables, dict(tables)
+        self.weights_hash = fingerprint({"variables": variables,
+                                         "tables": {k: t.as_variables() for k, t in self.tables.items()}})
+        self._spacing = min(float(self.model.apply(
+            variables, method=lambda m, f=f: getattr(m, f).boundary_spacing()
+            if hasattr(getattr(m, f), "boundary_spacing") else np.inf)) for f in self.streams)
+
+    def with_weights(self, variables, tables: Mapping[str, CodingTable]) -> "Codec":
+        """The same model and configuration with other weights (another checkpoint of a training run): shares
+        the compiled plans, which take the weights as arguments, so nothing is compiled again."""
+        other = copy.copy(self)
+        other._set_weights(variables, tables)
+        return other
 
     def _shapes(self, height: int, width: int):
         m = self.model.downsampling
@@ -211,7 +247,9 @@ class Codec:
 
     @_float32_highest
     def encode_latents(self, image: np.ndarray, coder: str = "constriction", timings: list | None = None,
-                       indexes_out: dict | None = None, latents_out: dict | None = None, per_step: bool = False):
+                       indexes_out: dict | None = None, latents_out: dict | None = None, per_step: bool = False,
+                       robust_margin: float | None = None, scales_out: list | None = None,
+                       stats_out: dict | None = None):
         """Returns (container, symbols per step group); ``image`` is (H, W, 3) uint8. Symbols of a one-step
         group keep the layout of its prediction; those of a repeated group are its real elements in coding
         order. ``timings``, if given, receives per group (name, network seconds, coder seconds), the network
@@ -220,7 +258,10 @@ class Codec:
         synchronises every step. ``per_step``: an entry for every step of a repeated group ("NAME[t]").
         ``indexes_out`` receives each group's table indexes (same layout as its symbols), ``latents_out`` the
         symbols and table indexes of each latent at their positions (NHWC, ``y_symbols``, ``y_indexes``) and the
-        latents the encoder reconstructed."""
+        latents the encoder reconstructed. ``robust_margin``: the repair's delta (``DEFAULT_ROBUST_MARGIN`` if
+        None; 0 switches it off): a decoder whose scales differ from these by a relative error below it decodes
+        exactly. ``scales_out`` receives each step's scales (valid elements), ``stats_out`` the sizes of the
+        side information (repair keys and bytes, index-check bytes)."""
         image = _check_image(image)
         backend = get_coder(coder)
         h, w = image.shape[:2]
@@ -232,21 +273,28 @@ class Codec:
         encoders = {t: backend.encoder() for t in self.streams}
         coded = _Coded(fn, indexes_out is not None or latents_out is not None)
         checks = IndexChecks(fn.steps)
+        repair = Repair(self._robust_margin(robust_margin))
 
-        def code(k, t, idx, valid, means):
+        def code(k, t, step, p):
             g = fn.plan.groups[k]
-            sym = fn.symbols[k](latents, np.int32(t), means)
-            sym_np, idx_np, valid_np = np.asarray(sym), np.asarray(idx).reshape(-1), np.asarray(valid)
+            sym = fn.symbols[k](latents, np.int32(t), p["means"])
+            sym_np, idx_np, valid_np = np.asarray(sym), np.asarray(p["idx"]).reshape(-1), np.asarray(p["valid"])
+            if repair.on:
+                near = np.asarray(p["near"])
+                flagged = np.flatnonzero((near >= 0) & valid_np)
+                repair.store(repair_key(step, flagged), idx_np[flagged] - near[flagged])
+            if scales_out is not None:
+                scales_out.append(np.asarray(p["params"]).reshape(-1)[valid_np])
             clock.net(None)
             keep = sym_np if valid_np.all() else sym_np[valid_np]
             idx_keep = idx_np if valid_np.all() else idx_np[valid_np]
             checks.add(idx_keep)
             encoders[g.table].encode(keep, idx_keep, self.tables[g.table])
             clock.coder()
-            coded.add(k, t, sym_np, idx_np, valid_np, means.shape)
+            coded.add(k, t, sym_np, idx_np, valid_np, p["means"].shape)
             return sym
 
-        sym, means, state = fn.run(self.variables, code, clock)
+        sym, means, state = fn.run(self.variables, code, clock, margin=ENCODER_MARGIN * repair.delta)
         if latents_out is not None:
             latents_out.update(coded.by_latent())
             latents_out.update({f"{k}_hat": np.asarray(a) for k, a in
@@ -255,12 +303,23 @@ class Codec:
             indexes_out.update(coded.indexes())
         streams = [encoders[t].finish() for t in self.streams]
         c = Container(self.name, self.config_hash, backend.name, (h, w), {k: list(v) for k, v in fn.plan.shapes.items()},
-                      streams, self.weights_hash, checks=checks.pack())
+                      streams, self.weights_hash, checks=checks.pack(), repair=repair.pack())
+        if stats_out is not None:
+            stats_out.update(repair_keys=repair.keys, repair_bytes=len(c.repair), checks_bytes=len(c.checks))
         return c, coded.symbols()
 
-    def compress(self, image: np.ndarray, coder: str = "constriction") -> bytes:
-        c, _ = self.encode_latents(image, coder)
+    def compress(self, image: np.ndarray, coder: str = "constriction", robust_margin: float | None = None) -> bytes:
+        c, _ = self.encode_latents(image, coder, robust_margin=robust_margin)
         return write_container(c)
+
+    def _robust_margin(self, delta: float | None) -> float:
+        delta = DEFAULT_ROBUST_MARGIN if delta is None else float(delta)
+        if not 0 <= delta < 0.01:
+            raise ValueError(f"robust margin {delta} must be in [0, 0.01) (a relative scale error, e.g. 1e-5)")
+        if delta and 2 * ENCODER_MARGIN * delta >= self._spacing:
+            raise ValueError(f"robust margin {delta} is too wide for this model's scale table (boundaries "
+                             f"{self._spacing:.3g} apart, relatively)")
+        return delta
 
     @_float32_highest
     def decode_latents(self, data: bytes, timings: list | None = None, latents_out: dict | None = None,
@@ -287,39 +346,53 @@ class Codec:
         drift = drift_from_env()
         try:
             checks = IndexChecks.unpack(c.checks, fn.steps) if c.version >= 3 else None
+            repair = Repair.unpack(c.repair)
         except ValueError as e:
             raise DecodeError(f"file header does not match the model's coding steps (corrupt file): {e}") from None
         clock = _Clock(timings, per_step)
         coded = _Coded(fn, latents_out is not None)
-        where = self.streams[0]
+        where, step_name = self.streams[0], None
         try:
             decoders = {t: backend.decoder(s) for t, s in zip(self.streams, c.streams)}
 
-            def code(k, t, idx, valid, means):
-                nonlocal where
+            def code(k, t, step, p):
+                nonlocal where, step_name
                 g = fn.plan.groups[k]
                 where = g.table
-                idx_np, valid_np = np.asarray(idx).reshape(-1), np.asarray(valid)
+                step_name = f"coding step {g.name}[{t}] of {g.name}'s {g.count}" if g.count > 1 else \
+                    f"coding step {g.name}"
+                idx_np, valid_np = np.asarray(p["idx"]).reshape(-1), np.asarray(p["valid"])
+                if repair.on:  # near a boundary: the encoder's side of it, not this machine's
+                    near = np.asarray(p["near"])
+                    flagged = np.flatnonzero((near >= 0) & valid_np)
+                    if len(flagged):
+                        idx_np = idx_np.copy()
+                        idx_np[flagged] = near[flagged] + repair.lookup(repair_key(step, flagged))
                 clock.net(None)
                 if checks is not None and not checks.verify(idx_np if valid_np.all() else idx_np[valid_np]):
-                    raise IndexMismatch(f"coding step {g.name}[{t}] of {g.name}'s {g.count}" if g.count > 1
-                                        else f"coding step {g.name}")
+                    raise IndexMismatch(step_name, repair.delta)
                 if valid_np.all():
                     sym_np = decoders[g.table].decode(idx_np, self.tables[g.table]).astype(np.int32)
                 else:
                     sym_np = np.zeros(idx_np.shape, np.int32)
                     sym_np[valid_np] = decoders[g.table].decode(idx_np[valid_np], self.tables[g.table])
                 clock.coder()
-                coded.add(k, t, sym_np, idx_np, valid_np, means.shape)
+                coded.add(k, t, sym_np, idx_np, valid_np, p["means"].shape)
                 return sym_np  # numpy: jit takes it without a separate transfer call
 
-            sym, means, state = fn.run(self.variables, code, clock, drift)
+            sym, means, state = fn.run(self.variables, code, clock, drift, DECODER_MARGIN * repair.delta)
             for where in self.streams:
+                step_name = None
                 decoders[where].finish()
         except CodingError as e:
+            if checks is not None and step_name is not None:
+                # the payload passed the file's CRC-32 and the header matched: a stream that fails to decode
+                # means this step's indexes differ from the encoder's and its short check passed by chance
+                raise IndexMismatch(f"{step_name} (its short check passed by chance; the range decoder "
+                                    f"failed: {e})", repair.delta) from None
             raise DecodeError(f"stream {where!r}: {e}") from None
         if checks is not None and not checks.verify_all():
-            raise IndexMismatch("the file's coding steps taken together")
+            raise IndexMismatch("the file's coding steps taken together", repair.delta)
         x_hat = np.asarray(clock.net(fn.finish(self.variables, state, sym, means)))
         clock.record("synthesis")
         if latents_out is not None:

@@ -21,13 +21,13 @@ def codec_and_file():
 
 def test_round_trip_fields():
     c = Container("m", "00ab" * 4, "tfc", (5, 70000), {"y": [1, 2, 300], "z": [4]}, [b"xy", b"", b"z" * 200],
-                  "12cd" * 4, checks=bytes(range(5, 17)))
+                  "12cd" * 4, checks=bytes(range(5, 17)), repair=bytes(range(40, 50)))
     data = write_container(c)
     r = read_container(data)
-    assert (r.model, r.config_hash, r.coder, r.image_size, r.shapes, r.streams, r.weights_hash, r.checks) == \
-        ("m", "00ab" * 4, "tfc", (5, 70000), {"y": [1, 2, 300], "z": [4]}, [b"xy", b"", b"z" * 200], "12cd" * 4,
-         bytes(range(5, 17)))
-    assert len(data) - 202 - 12 < 51  # the header stays small
+    assert (r.model, r.config_hash, r.coder, r.image_size, r.shapes, r.streams, r.weights_hash, r.checks,
+            r.repair) == ("m", "00ab" * 4, "tfc", (5, 70000), {"y": [1, 2, 300], "z": [4]},
+                          [b"xy", b"", b"z" * 200], "12cd" * 4, bytes(range(5, 17)), bytes(range(40, 50)))
+    assert len(data) - 202 - 12 - 10 < 52  # the header stays small
 
 
 def _corruptions(data: bytes, n: int, rng):

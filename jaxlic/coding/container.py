@@ -11,6 +11,8 @@
     streams          varint count, then varint byte length of each
     index checks     varint byte length, then the checks of the coding-table indexes (``jaxlic.coding.checks``;
                      format 3 on; format 2 files have none and decode unchecked)
+    repair           varint byte length, then the robust margin and the side of each coding-table index near a
+                     table boundary (``jaxlic.coding.repair``; empty when off; format 4 on)
     payload          the coded streams, concatenated in codec-plan order
     CRC-32           u32 little endian, of every byte before it
 
@@ -27,8 +29,8 @@ import zlib
 from jaxlic.errors import UserError
 
 MAGIC = b"JLIC"
-FORMAT_VERSION = 3  # 3: index checks; 2: shorter escape codes in constriction streams, one stream per table family
-READABLE = (2, 3)
+FORMAT_VERSION = 4  # 4: index repair; 3: index checks; 2: shorter escape codes in constriction streams, one stream per table family
+READABLE = (2, 3, 4)
 CODERS = ("constriction", "tfc")  # ids are positions: append only
 _CRC = struct.Struct("<I")
 _MAX_DIM = 1 << 24
@@ -49,6 +51,7 @@ class Container:
     weights_hash: str
     version: int = FORMAT_VERSION
     checks: bytes = b""
+    repair: bytes = b""
 
     def describe(self) -> str:
         lengths = [len(s) for s in self.streams]
@@ -58,7 +61,8 @@ class Container:
                  f"image size     : {self.image_size[0]} x {self.image_size[1]} (H x W)",
                  "latent shapes  : " + ", ".join(f"{k} {tuple(v)}" for k, v in self.shapes.items()),
                  f"streams        : {len(self.streams)} ({sum(lengths)} bytes): {lengths}",
-                 f"index checks   : {len(self.checks)} bytes" if self.version >= 3 else "index checks   : none"]
+                 f"index checks   : {len(self.checks)} bytes" if self.version >= 3 else "index checks   : none",
+                 "index repair   : " + (_describe_repair(self.repair) if self.version >= 4 else "none")]
         return "\n".join(lines)
 
 
@@ -158,6 +162,11 @@ def write_container(c: Container) -> bytes:
         w.buf += c.checks
     elif c.checks:
         raise ValueError("format 2 has no index checks")
+    if c.version >= 4:
+        w.varint(len(c.repair))
+        w.buf += c.repair
+    elif c.repair:
+        raise ValueError(f"format {c.version} has no index repair")
     body = bytes(w.buf) + b"".join(c.streams)
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -190,6 +199,7 @@ def read_container(data: bytes) -> Container:
         shapes[name] = [r.varint(_MAX_DIM) for _ in range(r.u8())]
     lengths = [r.varint(len(body)) for _ in range(r.varint(len(body)))]
     checks = r.take(r.varint(len(body))) if version >= 3 else b""
+    repair = r.take(r.varint(len(body))) if version >= 4 else b""
     payload = body[r.pos:]
     if sum(lengths) != len(payload):
         raise ContainerError(f"header lists {sum(lengths)} payload bytes, file has {len(payload)}")
@@ -198,4 +208,15 @@ def read_container(data: bytes) -> Container:
         streams.append(payload[pos:pos + n])
         pos += n
     return Container(model, config_hash, CODERS[coder_id], image_size, shapes, streams, weights_hash, version,
-                     checks)
+                     checks, repair)
+
+
+def _describe_repair(data: bytes) -> str:
+    if not data:
+        return "off (robust margin 0)"
+    from jaxlic.coding.repair import Repair
+    try:
+        r = Repair.unpack(data)
+    except ValueError as e:
+        return f"malformed ({e})"
+    return f"robust margin {r.delta:.3g}, {len(data)} bytes ({3 * r.segment} table bits)"

@@ -43,6 +43,23 @@ def build_indexes(scales: jax.Array, scale_table, scale_bound: float = SCALE_BOU
     return jnp.searchsorted(table[:-1], scales, side="left").astype(jnp.int32)
 
 
+def nearest_boundary(scales: jax.Array, scale_table, scale_bound: float, margin) -> jax.Array:
+    """j where a scale lies within relative distance ``margin`` of table boundary j, else -1. The boundaries are
+    the entries of table[:-1] at or above the bound (those below it are counted for every scale); a scale s near
+    boundary j has index j (s <= table[j]) or j + 1 (s > table[j]). Measured on the scale before the bound, so
+    scales far below the bound are far from every boundary (files that decode on any machine, the repair)."""
+    table = jnp.asarray(scale_table, scales.dtype)[:-1]
+    n = table.shape[0]
+    decides = table >= jnp.asarray(scale_bound, scales.dtype)
+    k = jnp.searchsorted(table, scales, side="left")  # table[k - 1] < s <= table[k]
+    lo, hi = jnp.clip(k - 1, 0, n - 1), jnp.clip(k, 0, n - 1)
+    inf = jnp.asarray(jnp.inf, scales.dtype)
+    d_lo = jnp.where((k > 0) & decides[lo], scales / table[lo] - 1, inf)
+    d_hi = jnp.where((k < n) & decides[hi], 1 - scales / table[hi], inf)
+    j = jnp.where(d_lo <= d_hi, lo, hi).astype(jnp.int32)
+    return jnp.where(jnp.minimum(d_lo, d_hi) < margin, j, -1)
+
+
 class GaussianConditional(nn.Module):
     """Stateless apart from its scale table, a ``constants`` variable so converted checkpoints carry theirs
     (its float32 values decide scale indexes at table boundaries)."""
@@ -55,6 +72,15 @@ class GaussianConditional(nn.Module):
 
     def build_indexes(self, scales):
         return build_indexes(scales, self.scale_table.value, self.scale_bound)
+
+    def nearest_boundary(self, scales, margin):
+        return nearest_boundary(scales, self.scale_table.value, self.scale_bound, margin)
+
+    def boundary_spacing(self):
+        """The smallest relative gap between consecutive boundaries (the repair's margins must stay below it)."""
+        t = self.scale_table.value[:-1]
+        t = t[t >= self.scale_bound]
+        return jnp.min(t[1:] / t[:-1] - 1) if t.shape[0] > 1 else jnp.inf
 
     def __call__(self, y, scales, means=None, mode: str = "dequantize", rng=None):
         y_hat = quantize(y, mode, means, rng)
