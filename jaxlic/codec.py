@@ -141,11 +141,10 @@ class _Compiled:
         self.steps = sum(g.count for g in groups)
         kth = {g.name: k for k, g in enumerate(groups)}
 
-        def predict(g, v, state, t, drift, margin):
+        def predict(g, v, state, t, drift, margin, simulate):
             means, params, state = g.predict(model, v, state, t)
-            if jnp.issubdtype(params.dtype, jnp.floating):  # a traced drift: one compiled step for every setting
-                params = jax.lax.cond(drift != 0, lambda p: simulate_drift(p, drift, kth[g.name], t),
-                                      lambda p: p, params)
+            if simulate and jnp.issubdtype(params.dtype, jnp.floating):
+                params = simulate_drift(params, drift, kth[g.name], t)
             pos = g.elements(t).reshape(-1)
             return dict(means=means, idx=table_indexes(model, v, g.table, params), valid=pos >= 0,
                         near=near_boundaries(model, v, g.table, params, margin), params=params), state
@@ -153,14 +152,22 @@ class _Compiled:
         def update(g, v, state, t, sym, means):  # dequantization is part of the update, in both directions
             return g.update(model, v, state, t, sym.reshape(means.shape).astype(means.dtype) + means)
 
-        self.first = jax.jit(lambda v, drift, margin: predict(groups[0], v, {}, jnp.int32(0), drift, margin))
-        # the state is donated: its buffers (a padded latent, the hyper params) are updated in place, not copied
-        self.repeat = [jax.jit(lambda v, state, t, sym, means, drift, margin, g=g: predict(
-            g, v, update(g, v, state, t, sym, means), t + 1, drift, margin), donate_argnums=1)
-                       if g.count > 1 else None for g in groups]
-        self.next = [jax.jit(lambda v, state, sym, means, drift, margin, g=g, h=h: predict(
-            h, v, update(g, v, state, jnp.int32(g.count - 1), sym, means), jnp.int32(0), drift, margin))
-            for g, h in zip(groups[:-1], groups[1:])]
+        def steps(simulate: bool):
+            """(first, repeat, next): a simulated platform's drift gets functions of its own, so the real
+            decoder's steps carry nothing for it; the drift's value is traced (one compilation for all)."""
+            first = jax.jit(lambda v, drift, margin: predict(groups[0], v, {}, jnp.int32(0), drift, margin,
+                                                             simulate))
+            # the state is donated: its buffers (a padded latent, the hyper params) are updated in place
+            repeat = [jax.jit(lambda v, state, t, sym, means, drift, margin, g=g: predict(
+                g, v, update(g, v, state, t, sym, means), t + 1, drift, margin, simulate), donate_argnums=1)
+                      if g.count > 1 else None for g in groups]
+            nxt = [jax.jit(lambda v, state, sym, means, drift, margin, g=g, h=h: predict(
+                h, v, update(g, v, state, jnp.int32(g.count - 1), sym, means), jnp.int32(0), drift, margin,
+                simulate)) for g, h in zip(groups[:-1], groups[1:])]
+            return first, repeat, nxt
+
+        self.first, self.repeat, self.next = steps(False)
+        self._simulated = functools.partial(steps, True)  # built on first use
         last = groups[-1]
         self.final_state = jax.jit(lambda v, state, sym, means: update(last, v, state, jnp.int32(last.count - 1),
                                                                        sym, means))
@@ -182,8 +189,13 @@ class _Compiled:
         (``simulate_drift``; 0: none). Returns the final prediction's (symbols, means) and the state before
         the last update."""
         groups = self.plan.groups
+        first, repeat, nxt = self.first, self.repeat, self.next
+        if drift:
+            if not isinstance(self._simulated, tuple):
+                self._simulated = self._simulated()
+            first, repeat, nxt = self._simulated
         drift, margin = np.float32(drift), np.float32(margin)
-        p, state = self.first(v, drift, margin)
+        p, state = first(v, drift, margin)
         step = 0
         for k, g in enumerate(groups):
             for t in range(g.count):
@@ -192,9 +204,9 @@ class _Compiled:
                 clock.record(f"{g.name}[{t}]" if clock.per_step and g.count > 1 else
                              g.name if t == g.count - 1 else None)
                 if t + 1 < g.count:
-                    p, state = self.repeat[k](v, state, np.int32(t), sym, means, drift, margin)
+                    p, state = repeat[k](v, state, np.int32(t), sym, means, drift, margin)
                 elif k + 1 < len(groups):
-                    p, state = self.next[k](v, state, sym, means, drift, margin)
+                    p, state = nxt[k](v, state, sym, means, drift, margin)
                     if groups[k + 1].count > 1:  # timed apart, so a repeated group's entry is its steps alone
                         clock.net(p["idx"])
                         clock.record(f"{groups[k + 1].name} (start)")
@@ -323,9 +335,10 @@ class Codec:
 
     @_float32_highest
     def decode_latents(self, data: bytes, timings: list | None = None, latents_out: dict | None = None,
-                       per_step: bool = False):
+                       per_step: bool = False, scales_out: list | None = None):
         """Returns (reconstruction as float (H, W, 3) in the model's range, symbols per step group);
-        ``timings``, ``per_step`` and ``latents_out`` as in ``encode_latents`` (here the decoded latents)."""
+        ``timings``, ``per_step``, ``latents_out`` and ``scales_out`` as in ``encode_latents`` (here the decoded
+        latents and this machine's scales, a step's before its check)."""
         c = read_container(data)
         if c.model != self.name:
             raise DecodeError(f"file was written by model {c.model!r}; this codec is {self.name!r}")
@@ -362,6 +375,8 @@ class Codec:
                 step_name = f"coding step {g.name}[{t}] of {g.name}'s {g.count}" if g.count > 1 else \
                     f"coding step {g.name}"
                 idx_np, valid_np = np.asarray(p["idx"]).reshape(-1), np.asarray(p["valid"])
+                if scales_out is not None:
+                    scales_out.append(np.asarray(p["params"]).reshape(-1)[valid_np])
                 if repair.on:  # near a boundary: the encoder's side of it, not this machine's
                     near = np.asarray(p["near"])
                     flagged = np.flatnonzero((near >= 0) & valid_np)

@@ -51,7 +51,8 @@ def nearest_boundary(scales: jax.Array, scale_table, scale_bound: float, margin)
     table = jnp.asarray(scale_table, scales.dtype)[:-1]
     n = table.shape[0]
     decides = table >= jnp.asarray(scale_bound, scales.dtype)
-    k = jnp.searchsorted(table, scales, side="left")  # table[k - 1] < s <= table[k]
+    # build_indexes' own search (XLA computes it once for both): table[k - 1] < max(s, bound) <= table[k]
+    k = jnp.searchsorted(table, jnp.maximum(scales, jnp.asarray(scale_bound, scales.dtype)), side="left")
     lo, hi = jnp.clip(k - 1, 0, n - 1), jnp.clip(k, 0, n - 1)
     inf = jnp.asarray(jnp.inf, scales.dtype)
     d_lo = jnp.where((k > 0) & decides[lo], scales / table[lo] - 1, inf)
