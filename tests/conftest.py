@@ -71,8 +71,16 @@ def _highest_precision():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _cache_dir(tmp_path_factory):
-    os.environ.setdefault("JAXLIC_CACHE_DIR", str(tmp_path_factory.mktemp("xla-cache")))
+def _compilation_cache(tmp_path_factory):
+    """JAX's persistent compilation cache for the whole run (the one the ``jaxlic`` command uses), shared by the
+    xdist workers and every subprocess: a program several tests compile (a fixture's codec steps, a model
+    loaded again in a fresh process) is compiled once. Each run starts with an empty cache."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the workers' common directory
+    os.environ.setdefault("JAXLIC_CACHE_DIR", str(base / "xla-cache"))
+    from jaxlic.cli import enable_compilation_cache
+    enable_compilation_cache()
 
 
 def pytest_collection_modifyitems(items):

@@ -180,8 +180,10 @@ def test_config_qualities_and_training_gradients(fixture):
 
 _DECODE_ALL = """
 import json, os, sys, numpy as np
+from jaxlic.cli import enable_compilation_cache
 from jaxlic.codec import Codec, IndexMismatch
 from jaxlic.export import load_model
+enable_compilation_cache()  # as the jaxlic command does
 for job in json.loads(sys.argv[1]):
     n, c, m, v, t = load_model(job["checkpoint"])
     codec, data = Codec(n, m, v, t, c), open(job["file"], "rb").read()
@@ -199,8 +201,10 @@ for job in json.loads(sys.argv[1]):
 
 @pytest.mark.slow
 def test_round_trips_decode_in_another_process(tmp_path):
-    """Every zoo model, CWAM and Shen & Liu's, both coders where installed: files written here decode in a fresh process (its
-    own compilation) to the same symbols and the same image, bit for bit. There, on a simulated platform
+    """Every zoo model, CWAM and Shen & Liu's, both coders where installed: files written here decode in a fresh
+    process (the model loaded from its file, traced anew; executables from the run's compilation cache, as the
+    jaxlic command would take them; test_mlicpp_codec's cross-process test compiles its own) to the same
+    symbols and the same image, bit for bit. There, on a simulated platform
     (JAXLIC_SIMULATE_DRIFT=1e-2) a decoder either stops with the index-check error or, where no index moved
     (a factorized-only model has no scales; an untrained one may have every scale clamped), decodes exactly:
     never a wrong image."""
