@@ -28,7 +28,16 @@ import numpy as np
 DECODER_MARGIN = 1.25
 ENCODER_MARGIN = 3.0
 _C1, _C2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
-_HEAD = struct.Struct("<fB")  # delta as float32, hash seed
+_HEAD = struct.Struct("<BB")  # delta's code (``margin_code``), hash seed
+
+
+def margin_code(delta: float) -> int:
+    """One byte for the header: delta = 10^(-q/16) (16 steps a decade), rounded up to the next code."""
+    return int(np.clip(np.floor(-16 * np.log10(delta) + 1e-9), 1, 255))
+
+
+def margin_of(code: int) -> float:
+    return float(np.float32(10.0 ** (-code / 16)))
 
 
 def key(step: int, positions: np.ndarray) -> np.ndarray:
@@ -82,7 +91,8 @@ class Repair:
     def __init__(self, delta: float):
         if not 0 <= delta < 0.01:
             raise ValueError(f"robust margin {delta} must be in [0, 0.01) (a relative scale error, e.g. 1e-5)")
-        self.delta = float(np.float32(delta))  # the value both sides use is the one the header can hold
+        # the value both sides use is the one the header holds: at least the one asked for
+        self.delta = margin_of(margin_code(delta)) if delta > 0 else 0.0
         self._keys: list[np.ndarray] = []
         self._bits: list[np.ndarray] = []
         self._table = np.zeros(0, np.uint8)
@@ -101,7 +111,7 @@ class Repair:
         self._bits.append(np.asarray(bits, np.uint8))
 
     def pack(self) -> bytes:
-        """Header bytes: none when off; else delta, seed, table size and the table (1.23 bits a key + 4 bytes)."""
+        """Header bytes: none when off; else delta, seed, table size and the table (1.23 bits a key + 3 bytes)."""
         if not self.on:
             return b""
         keys = np.concatenate(self._keys) if self._keys else np.zeros(0, np.uint64)
@@ -124,7 +134,7 @@ class Repair:
             for k, s in reversed(order):
                 a, b, c = slots[:, k]
                 table[s] = bits[k] ^ table[a] ^ table[b] ^ table[c] ^ table[s]
-        return (_HEAD.pack(self.delta, seed) + _varint(segment)
+        return (_HEAD.pack(margin_code(self.delta), seed) + _varint(segment)
                 + np.packbits(table, bitorder="little").tobytes())
 
     @classmethod
@@ -133,10 +143,11 @@ class Repair:
             return cls(0.0)
         if len(data) < _HEAD.size + 1:
             raise ValueError(f"{len(data)} bytes of repair data is too short")
-        delta, seed = _HEAD.unpack_from(data)
+        code, seed = _HEAD.unpack_from(data)
         segment, pos = _read_varint(data, _HEAD.size)
-        if not 0 < delta < 0.01:
-            raise ValueError(f"robust margin {delta} out of range")
+        if code < 32:
+            raise ValueError(f"robust margin code {code} out of range")
+        delta = margin_of(code)
         if len(data) - pos != (3 * segment + 7) // 8:
             raise ValueError(f"repair table of {len(data) - pos} bytes, {3 * segment} slots need "
                              f"{(3 * segment + 7) // 8}")
