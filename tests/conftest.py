@@ -79,8 +79,11 @@ def _compilation_cache(tmp_path_factory):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # the workers' common directory
     os.environ.setdefault("JAXLIC_CACHE_DIR", str(base / "xla-cache"))
-    from jaxlic.cli import enable_compilation_cache
-    enable_compilation_cache()
+    if tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 6):
+        # not in the reference environment's jax 0.5: training steps read back from the cache there gave NaN
+        # validation losses and a segmentation fault (test_train, 2026-12-04); its subprocesses still share it
+        from jaxlic.cli import enable_compilation_cache
+        enable_compilation_cache()
 
 
 def pytest_collection_modifyitems(items):
