@@ -285,7 +285,7 @@ class Codec:
         encoders = {t: backend.encoder() for t in self.streams}
         coded = _Coded(fn, indexes_out is not None or latents_out is not None)
         checks = IndexChecks(fn.steps)
-        repair = Repair(self._robust_margin(robust_margin))
+        repair = self._repair(robust_margin)
 
         def code(k, t, step, p):
             g = fn.plan.groups[k]
@@ -324,14 +324,12 @@ class Codec:
         c, _ = self.encode_latents(image, coder, robust_margin=robust_margin)
         return write_container(c)
 
-    def _robust_margin(self, delta: float | None) -> float:
-        delta = DEFAULT_ROBUST_MARGIN if delta is None else float(delta)
-        if not 0 <= delta < 0.01:
-            raise ValueError(f"robust margin {delta} must be in [0, 0.01) (a relative scale error, e.g. 1e-5)")
-        if delta and 2 * ENCODER_MARGIN * delta >= self._spacing:
+    def _repair(self, delta: float | None) -> Repair:
+        repair = Repair(DEFAULT_ROBUST_MARGIN if delta is None else float(delta))  # checks the range
+        if repair.on and 2 * ENCODER_MARGIN * repair.delta >= self._spacing:
             raise ValueError(f"robust margin {delta} is too wide for this model's scale table (boundaries "
                              f"{self._spacing:.3g} apart, relatively)")
-        return delta
+        return repair
 
     @_float32_highest
     def decode_latents(self, data: bytes, timings: list | None = None, latents_out: dict | None = None,
