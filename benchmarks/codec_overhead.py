@@ -1,47 +1,43 @@
 """What the codec's cross-platform safety costs in time: this tree against a checkout from before it.
 
     git worktree add /tmp/before 8d2d01f   # the last commit before issue 13's codec changes
-    python benchmarks/codec_overhead.py --before /tmp/before [--rounds 3] [--repeats 5]
+    python benchmarks/codec_overhead.py --before /tmp/before [--rounds 15] [--mlicpp-rounds 6]
 
-Each model is timed in one process per tree (its own compilation, excluded), compress and decompress of kodim01
-alternated ``repeats`` times; the two trees' processes alternate for ``rounds`` rounds, so the machine's drifts
-hit both alike. Reported: medians over all of a tree's runs, and their ratio. Models: the shipped mean-scale
-model (0.0067) and MLIC++ with the ``mlicpp`` parity fixture's weights (N=64, M=96, three slices). Writes
-``benchmarks/results/codec_overhead.json``.
+Both trees run in one process: the other tree's ``jaxlic`` is imported as ``jaxlic_before`` (a copy with its
+imports renamed). Each round compresses and decompresses kodim01 once with each tree, the order alternating
+between rounds, so the machine's drifts hit both alike. Separate processes for the two trees, as this
+benchmark first ran, differed by up to 10 % between runs of the same tree (memory placement, which cores), as
+much as the effect measured. Reported per model: each tree's median, and the median of the rounds' paired
+ratios. Models: the shipped mean-scale model (0.0067), MLIC++ with the ``mlicpp`` parity fixture's weights
+(N=64, M=96) and MLIC++ at its published size with random weights (kernels x 2, as in ``crossplatform.py``;
+``--no-full`` leaves it out). Writes ``benchmarks/results/codec_overhead.json``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
+import re
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-_CHILD = """
-import json, sys, time
-import numpy as np
-import jaxlic
-from jaxlic.codec import Codec
-from jaxlic.export import load_model
-from PIL import Image
-n, c, m, v, t = load_model(sys.argv[1])
-codec = Codec(n, m, v, t, c)
-img = np.asarray(Image.open(sys.argv[2]).convert("RGB"))
-data = codec.compress(img)
-codec.decompress(data)  # compiles
-out = {"tree": jaxlic.__file__, "compress": [], "decompress": [], "bytes": len(data)}
-for _ in range(int(sys.argv[3])):
-    t0 = time.perf_counter(); data = codec.compress(img); t1 = time.perf_counter()
-    codec.decompress(data); t2 = time.perf_counter()
-    out["compress"].append(t1 - t0); out["decompress"].append(t2 - t1)
-print(json.dumps(out))
-"""
+
+def import_before(tree: str, tmp: str):
+    """The other tree's package as ``jaxlic_before`` (its absolute imports renamed in a temporary copy)."""
+    import importlib
+    dst = pathlib.Path(tmp) / "before_pkg" / "jaxlic_before"
+    shutil.copytree(pathlib.Path(tree) / "jaxlic", dst, ignore=shutil.ignore_patterns("__pycache__"))
+    pattern = re.compile(r"^(\s*)(from|import)\s+jaxlic\b", re.M)
+    for path in dst.rglob("*.py"):
+        path.write_text(pattern.sub(r"\1\2 jaxlic_before", path.read_text()))
+    sys.path.insert(0, str(dst.parent))
+    return importlib.import_module("jaxlic_before.codec"), importlib.import_module("jaxlic_before.export")
 
 
 def _mlicpp_fixture(tmp: str) -> str:
@@ -63,44 +59,72 @@ def _mlicpp_fixture(tmp: str) -> str:
     return path
 
 
+def compare(codecs: dict, image, rounds: int, label: str) -> dict:
+    """Rounds of compress + decompress with each codec, the order alternating; medians and paired ratios."""
+    from tqdm import tqdm
+    files = {tree: codec.compress(image) for tree, codec in codecs.items()}  # compiles
+    for tree, codec in codecs.items():
+        codec.decompress(files[tree])
+    runs = {tree: {"compress": [], "decompress": []} for tree in codecs}
+    order = list(codecs)
+    for r in tqdm(range(rounds), desc=label):
+        for tree in (order if r % 2 == 0 else order[::-1]):
+            t0 = time.perf_counter()
+            files[tree] = codecs[tree].compress(image)
+            t1 = time.perf_counter()
+            codecs[tree].decompress(files[tree])
+            runs[tree]["compress"].append(t1 - t0)
+            runs[tree]["decompress"].append(time.perf_counter() - t1)
+    ops = ("compress", "decompress")
+    med = {t: {k: statistics.median(v[k]) for k in ops} for t, v in runs.items()}
+    paired = {k: statistics.median(a / b for a, b in zip(runs["this tree"][k], runs["before"][k])) for k in ops}
+    return {"rounds": rounds, "median_s": med, "runs_s": runs, "bytes": {t: len(f) for t, f in files.items()},
+            "ratio_of_medians": {k: med["this tree"][k] / med["before"][k] for k in ops},
+            "median_paired_ratio": paired}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", required=True, help="a checkout of the tree to compare with")
     p.add_argument("--image", default=os.path.join(os.environ.get("JAXLIC_SHARED", ROOT.parent / "shared"),
                                                    "datasets", "kodak", "kodim01.png"))
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--mlicpp-rounds", type=int, default=6, help="rounds for MLIC++ at full size")
+    p.add_argument("--no-full", action="store_true", help="leave out MLIC++ at its published size")
     p.add_argument("--output")
     args = p.parse_args()
     from common import write
-    from tqdm import tqdm
+    from crossplatform import mlicpp_random
     from jaxlic import assets
-    trees = {"this tree": str(ROOT), "before": str(pathlib.Path(args.before).resolve())}
-    result = {"before": trees["before"], "image": os.path.basename(args.image), "rounds": args.rounds,
-              "repeats": args.repeats, "models": {}}
+    from jaxlic.codec import Codec
+    from jaxlic.export import load_model
+    from jaxlic.io import read_image
+    image = read_image(args.image)
+    result = {"before": str(pathlib.Path(args.before).resolve()), "image": os.path.basename(args.image),
+              "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"mbt2018-mean 0.0067": assets.path("mbt2018-mean-cpu-0.0067"), "mlicpp (fixture)": _mlicpp_fixture(tmp)}
-        for label, path in models.items():
-            runs = {k: {"compress": [], "decompress": []} for k in trees}
-            for _ in tqdm(range(args.rounds), desc=label):
-                for tree, src in trees.items():
-                    env = {**os.environ, "PYTHONPATH": src, "JAX_PLATFORMS": "cpu"}
-                    q = subprocess.run([sys.executable, "-c", _CHILD, path, args.image, str(args.repeats)],
-                                       capture_output=True, text=True, env=env, cwd=tmp, check=True)
-                    r = json.loads(q.stdout.strip().splitlines()[-1])
-                    assert r["tree"].startswith(src), (r["tree"], src)
-                    for k in ("compress", "decompress"):
-                        runs[tree][k] += r[k]
-                    runs[tree]["bytes"] = r["bytes"]
-            med = {t: {k: statistics.median(v[k]) for k in ("compress", "decompress")} for t, v in runs.items()}
-            entry = {"median_s": med, "bytes": {t: v["bytes"] for t, v in runs.items()},
-                     "ratio": {k: med["this tree"][k] / med["before"][k] for k in ("compress", "decompress")}}
+        before_codec, before_export = import_before(args.before, tmp)
+        models = [("mbt2018-mean 0.0067", assets.path("mbt2018-mean-cpu-0.0067"), args.rounds),
+                  ("mlicpp (fixture)", _mlicpp_fixture(tmp), args.rounds)]
+        if not args.no_full:
+            path, gain, _ = mlicpp_random(tmp, args.image)
+            models.append((f"mlicpp full size, random (kernel gain {gain})", path, args.mlicpp_rounds))
+        for label, path, rounds in models:
+            codecs = {"this tree": Codec(*_ordered(load_model(path))),
+                      "before": before_codec.Codec(*_ordered(before_export.load_model(path)))}
+            entry = compare(codecs, image, rounds, label)
+            del codecs
             result["models"][label] = entry
+            med, pr = entry["median_s"], entry["median_paired_ratio"]
             print(f"{label}: compress {med['this tree']['compress']:.3f} s vs {med['before']['compress']:.3f} s "
-                  f"({entry['ratio']['compress']:.3f}x), decompress {med['this tree']['decompress']:.3f} s vs "
-                  f"{med['before']['decompress']:.3f} s ({entry['ratio']['decompress']:.3f}x); bytes "
-                  f"{entry['bytes']}")
+                  f"(paired {pr['compress']:.3f}x), decompress {med['this tree']['decompress']:.3f} s vs "
+                  f"{med['before']['decompress']:.3f} s (paired {pr['decompress']:.3f}x); bytes {entry['bytes']}")
     write(result, args.output, "codec_overhead.json")
+
+
+def _ordered(loaded):
+    name, config, model, variables, tables = loaded
+    return name, model, variables, tables, config
 
 
 if __name__ == "__main__":
