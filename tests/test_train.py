@@ -137,6 +137,10 @@ def test_ms_ssim_loss_and_checks(images):
         Trainer(tiny(images, loss="ms-ssim"), "/tmp/unused")
     with pytest.raises(ValueError, match="loss must be one of"):
         Trainer(tiny(images, loss="l1"), "/tmp/unused")
+    c = tiny(images)
+    c.data.crop = 96
+    with pytest.raises(ValueError, match="data.crop 96 must be a multiple of 64 for mbt2018-mean"):
+        Trainer(c, "/tmp/unused")
 
 
 def test_workdir_of_another_model_is_refused(images, tmp_path):
@@ -240,35 +244,71 @@ def test_parse_arg():
         parse_arg("bogus=1", lmbda=0.1)
 
 
-_ONE_STEP = """
+_FIVE_STEPS = """
 import json, sys
-from jaxlic.training.config import load_config
-from jaxlic.training.trainer import Trainer
 import jax
-c = load_config(sys.argv[1] + ":tiny")
-c.data.paths = (sys.argv[2],)
-c.batch_size = 8
-h = Trainer(c, sys.argv[3]).run(steps=2, progress=False)
-print(json.dumps({"devices": jax.device_count(), "loss": [m["loss"] for m in h], "bpp": [m["bpp"] for m in h]}))
+from jaxlic.training.config import load_config
+from jaxlic.training.sharding import bytes_per_device
+from jaxlic.training.trainer import Trainer, export_workdir
+config, images, workdir, mesh = sys.argv[1:5]
+c = load_config(config + ":tiny")
+c.data.paths = (images,)
+c.batch_size, c.total_steps, c.ckpt_every = 8, 5, 5
+if mesh == "fsdp":
+    c.mesh = (("data", 2), ("fsdp", 4))
+    c.sharding.min_size = 64  # the tiny model's arrays are small: shard all but biases and the like
+t = Trainer(c, workdir)
+h = t.run(progress=False)
+out = {"devices": jax.device_count(), "loss": [m["loss"] for m in h], "bpp": [m["bpp"] for m in h]}
+state = t.init_state()
+out["param_opt_bytes"] = bytes_per_device((state.params, state.opt_state), (t.shardings.params, t.shardings.opt_state))
+out["sharded"] = sum(any(a is not None for a in s.spec) for s in jax.tree_util.tree_leaves(t.shardings.params))
+if len(sys.argv) > 5:  # another run's checkpoint on this mesh: resume it for one step, and export it
+    c.total_steps = 6
+    out["resumed"] = [m["step"] for m in Trainer(c, sys.argv[5]).run(progress=False)]
+    out["exported"] = export_workdir(sys.argv[5], sys.argv[6])[1]
+print(json.dumps(out))
 """
 
 
-def test_eight_devices_match_one(images, tmp_path):
-    """Data parallel over 8 simulated CPU devices gives the same losses as 1 device for the same global batch."""
+def test_fsdp_on_eight_devices_matches_one_device_and_restores_there(images, tmp_path):
+    """Mesh data=2 x fsdp=4 on 8 simulated CPU devices: parameters and Adam's moments sharded four ways (a quarter
+    of the bytes per device, small arrays replicated), the same losses as one device for the same global batch
+    over 5 steps; its checkpoint resumes on one device and exports a model that compresses and decompresses with
+    the jaxlic command."""
     import json
     import os
     import subprocess
     import sys
-    out = {}
-    for n in (1, 8):
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
-        p = subprocess.run([sys.executable, "-c", _ONE_STEP, str(ROOT / "configs" / "mbt2018_mean.py"), str(images),
-                            str(tmp_path / f"w{n}")], capture_output=True, text=True, env=env, timeout=600)
-        assert p.returncode == 0, p.stderr[-3000:]
-        out[n] = json.loads(p.stdout.strip().splitlines()[-1])
-    assert out[1]["devices"] == 1 and out[8]["devices"] == 8
-    np.testing.assert_allclose(out[8]["loss"], out[1]["loss"], rtol=1e-5)
-    np.testing.assert_allclose(out[8]["bpp"], out[1]["bpp"], rtol=1e-5)
+    config = str(ROOT / "configs" / "mbt2018_mean.py")
+    run = lambda n, *args: subprocess.run(
+        [sys.executable, "-c", _FIVE_STEPS, config, str(images), *map(str, args)], capture_output=True, text=True,
+        timeout=600, env={**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+                          "JAX_PLATFORMS": "cpu"})
+    p8 = run(8, tmp_path / "w8", "fsdp")
+    assert p8.returncode == 0, p8.stderr[-3000:]
+    p1 = run(1, tmp_path / "w1", "replicated", tmp_path / "w8", tmp_path / "m.npz")
+    assert p1.returncode == 0, p1.stderr[-3000:]
+    fsdp, one = (json.loads(p.stdout.strip().splitlines()[-1]) for p in (p8, p1))
+    assert fsdp["devices"] == 8 and one["devices"] == 1
+    np.testing.assert_allclose(fsdp["loss"], one["loss"], rtol=1e-5)
+    np.testing.assert_allclose(fsdp["bpp"], one["bpp"], rtol=1e-5)
+    assert fsdp["sharded"] >= 10
+    assert 0.25 <= fsdp["param_opt_bytes"] / one["param_opt_bytes"] < 0.27, (fsdp, one)
+    assert one["resumed"] == [6] and one["exported"] == 6
+    for args in (("compress", images / "1.png", tmp_path / "f.jlc"), ("decompress", tmp_path / "f.jlc",
+                                                                       tmp_path / "out.png")):
+        q = subprocess.run([sys.executable, "-m", "jaxlic.cli", *map(str, args), "--checkpoint", str(tmp_path / "m.npz")],
+                           capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        assert q.returncode == 0, q.stderr[-3000:]
+    # the file decodes to the exported model's own evaluation forward (rounded latents) of the 64x64 image
+    from jaxlic.codec import to_uint8
+    from jaxlic.export import load_model
+    _, _, model, variables, _ = load_model(str(tmp_path / "m.npz"))
+    x = np.asarray(Image.open(images / "1.png"), np.float32)[None] / 255.0
+    expected = to_uint8(np.asarray(model.apply(variables, x)["x_hat"][0]))
+    decoded = np.asarray(Image.open(tmp_path / "out.png"))
+    assert decoded.shape == expected.shape and np.abs(decoded.astype(int) - expected).max() <= 1
 
 
 def test_sigkill_resumes_from_last_committed_checkpoint(images, tmp_path):
@@ -346,7 +386,7 @@ def test_runs_share_compiled_steps_only_when_they_compute_the_same(images):
     c = tiny(images)
     c.optim.lr *= 2
     others = [tiny(images, lmbda=0.5), tiny(images, loss="ms-ssim"), c, tiny(images, model_config={"N": 8, "M": 16})]
-    others[1].data.crop = 176
+    others[1].data.crop = 192
     for other in others:
         t = Trainer(other, "/tmp/unused")
         assert t._step is not base._step and t._eval is not base._eval

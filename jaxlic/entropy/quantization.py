@@ -5,8 +5,16 @@ import jax
 import jax.numpy as jnp
 
 
+def _float32(x):
+    """Quantization is float32 however the networks around it compute (bfloat16 training): rounding a bfloat16
+    value of magnitude above 256 would already be off by more than one."""
+    x = jnp.asarray(x)
+    return x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize < 4 else x
+
+
 def ste_round(x: jax.Array) -> jax.Array:
     """round(x) forward, identity gradient."""
+    x = _float32(x)
     return x + jax.lax.stop_gradient(jnp.round(x) - x)
 
 
@@ -16,11 +24,12 @@ def quantize(x: jax.Array, mode: str, means: jax.Array | None = None, rng: jax.A
 
     ``jnp.round`` rounds half to even, like ``torch.round``.
     """
+    x = _float32(x)
     if mode == "noise":
         if rng is None:
             raise ValueError("quantize(mode='noise') needs an rng key")
         return x + jax.random.uniform(rng, x.shape, x.dtype, -0.5, 0.5)
-    m = 0.0 if means is None else means
+    m = 0.0 if means is None else _float32(means)
     if mode == "ste":
         return ste_round(x - m) + m
     if mode == "dequantize":

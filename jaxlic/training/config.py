@@ -116,7 +116,19 @@ def base_config(model: str, model_config: dict, shared: str) -> ml_collections.C
     c.optim.clip_norm = 1.0
     c.optim.aux_lr = 1e-3             # the factorized prior's quantiles (aux loss), own Adam
 
+    # Device mesh: (name, size) axes, one size -1 for the rest. Add ("fsdp", n) to shard parameters and optimizer
+    # state over n devices (e.g. (("data", -1), ("fsdp", 4))); batches split over every axis.
     c.mesh = (("data", -1),)
+    # FSDP rule (jaxlic.training.sharding): arrays of at least min_size elements along their largest dimension
+    # that the fsdp size divides; rules: (regex on the array's path, spec) pairs that override it.
+    c.sharding = ml_collections.ConfigDict(dict(min_size=2 ** 14, rules=()))
+    # Compute (jaxlic.training.compute): "bfloat16" runs the networks in bf16 with float32 parameters, optimizer
+    # state, quantization, likelihoods and rate; remat recomputes the heavy blocks (remat_blocks: module class
+    # names, empty for jaxlic.training.compute.REMAT_BLOCKS) in the backward pass.
+    c.dtype = "float32"
+    c.remat = False
+    c.remat_blocks = ()
+    c.remat_policy = "nothing_saveable"
     c.log_every = 100
     c.ckpt_every = 5000
     c.keep = 3

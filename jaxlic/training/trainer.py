@@ -1,5 +1,5 @@
-"""The training loop: one jitted, donated step over a data-parallel mesh, orbax checkpoints with the data
-iterator's state (keep-N plus the best by validation loss), automatic resume, save on SIGTERM, metrics to JSONL and
+"""The training loop: one jitted, donated step over a mesh (data parallel, parameters and optimizer state
+optionally sharded FSDP style: ``jaxlic.training.sharding``), orbax checkpoints with the data iterator's state (keep-N plus the best by validation loss), automatic resume, save on SIGTERM, metrics to JSONL and
 TensorBoard, and a frozen-table model export at the end."""
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ from jaxlic.export import load_model, save_model
 from jaxlic.heap import trim_after_compiles
 from jaxlic.io import list_images, read_image
 from jaxlic.registry import get_spec
+from jaxlic.training.compute import DTYPES, REMAT_BLOCKS, cast_params, computing, float32_paths
 from jaxlic.training.losses import DISTORTIONS, rd_loss
+from jaxlic.training.sharding import batch_sharding, tree_shardings, MIN_SIZE
 from jaxlic.training.writers import MetricWriter
 
 log = logging.getLogger(__name__)
@@ -72,23 +74,29 @@ def _labels(params):
 _COMPILED: dict = {}
 
 
-def _compiled(model, lmbda, loss, optim, crop, batch_sharding, replicated, tx, schedule):
-    """The jitted training step, evaluation step and initialisation. Trainers that agree on everything these
-    depend on (the model, the loss and its lambda, the optimizer settings that ``tx`` and ``schedule`` are built
-    from, the crop, the mesh) share them, so a second run in one process (a resume, a sweep, a notebook) does not
-    compile them again."""
+def _compiled(model, lmbda, loss, optim, crop, mesh, sharding, compute, tx, schedule):
+    """The jitted training step, evaluation step and initialisation, and the state's shardings. Trainers that
+    agree on everything these depend on (the model, the loss and its lambda, the optimizer settings that ``tx``
+    and ``schedule`` are built from, the crop, the mesh and its sharding rules) share them, so a second run in one
+    process (a resume, a sweep, a notebook) does not compile them again."""
+    min_size, rules = int(sharding.get("min_size", MIN_SIZE)), tuple(
+        (str(p), tuple(s) if s is not None else ()) for p, s in sharding.get("rules", ()))
     key = (model, float(lmbda), loss, json.dumps(optim.to_dict(), sort_keys=True, default=str), int(crop),
-           batch_sharding, replicated)
+           mesh, min_size, rules, tuple(sorted(compute.items())))
     if key in _COMPILED:
         return _COMPILED[key]
+    dtype = DTYPES[compute["dtype"]]
+    keep = float32_paths(model, jnp.zeros((1, crop, crop, 3), jnp.float32)) if dtype != jnp.float32 else frozenset()
 
     def train_step(state: TrainState, batch):
         x = batch.astype(jnp.float32) / 255.0
         rng = jax.random.fold_in(state.rng, state.step)
 
         def loss_fn(params):
-            variables = {"params": params, **state.constants}
-            out = model.apply(variables, x, training=True, rng=rng)
+            variables = {"params": cast_params(params, dtype, keep), **state.constants}
+            with computing(dtype, compute["remat"], compute["remat_blocks"], compute["remat_policy"]):
+                out = model.apply(variables, x, training=True, rng=rng)
+            out = {**out, "x_hat": out["x_hat"].astype(jnp.float32)}
             total, metrics = rd_loss(x, out, lmbda, loss)
             aux = model.apply(variables, method=lambda m: m.entropy_bottleneck.aux_loss())
             return total + aux, {**metrics, "aux_loss": aux}
@@ -109,11 +117,33 @@ def _compiled(model, lmbda, loss, optim, crop, batch_sharding, replicated, tx, s
     def init(rng):
         return model.init(rng, jnp.zeros((1, crop, crop, 3), jnp.float32))
 
-    _COMPILED[key] = (jax.jit(train_step, donate_argnums=(0,), in_shardings=(replicated, batch_sharding),
-                              out_shardings=(replicated, replicated)),
-                      jax.jit(eval_step, in_shardings=(replicated, batch_sharding), out_shardings=replicated),
-                      jax.jit(init, out_shardings=replicated))
+    replicated, batch = NamedSharding(mesh, P()), batch_sharding(mesh)
+    abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
+    variables = tree_shardings(mesh, abstract, min_size, rules)
+    shardings = TrainState(step=replicated, params=variables["params"],
+                           constants={k: v for k, v in variables.items() if k != "params"},
+                           opt_state=tree_shardings(mesh, jax.eval_shape(tx.init, abstract["params"]), min_size,
+                                                    rules), rng=replicated)
+    _COMPILED[key] = (jax.jit(train_step, donate_argnums=(0,), in_shardings=(shardings, batch),
+                              out_shardings=(shardings, replicated)),
+                      jax.jit(eval_step, in_shardings=(variables, batch), out_shardings=replicated),
+                      jax.jit(init, out_shardings=variables),
+                      jax.jit(tx.init, out_shardings=shardings.opt_state),
+                      shardings)
     return _COMPILED[key]
+
+
+def compute_options(c: ml_collections.ConfigDict) -> dict:
+    """The config's compute dtype and rematerialisation (``jaxlic.training.compute``), checked."""
+    options = dict(dtype=c.get("dtype", "float32"), remat=bool(c.get("remat", False)),
+                   remat_blocks=tuple(c.get("remat_blocks") or REMAT_BLOCKS),
+                   remat_policy=c.get("remat_policy", "nothing_saveable"))
+    if options["dtype"] not in DTYPES:
+        raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {options['dtype']!r}")
+    if options["remat_policy"] != "nothing_saveable" and not hasattr(jax.checkpoint_policies,
+                                                                       options["remat_policy"]):
+        raise UserError(f"remat_policy {options['remat_policy']!r} is not in jax.checkpoint_policies")
+    return options
 
 
 def make_optimizer(c: ml_collections.ConfigDict):
@@ -142,13 +172,18 @@ class Trainer:
                              f"{jax.process_count()} processes")
         if c.loss not in DISTORTIONS:
             raise UserError(f"loss must be one of {DISTORTIONS}, got {c.loss!r}")
+        for field, crop in (("data.crop", c.data.crop), ("val.crop", c.val.crop if c.get("val") else 0)):
+            if crop % self.model.downsampling:
+                raise UserError(f"{field} {crop} must be a multiple of {self.model.downsampling} for {c.model} "
+                                "(its latents' downsampling)")
         if c.loss == "ms-ssim" and c.data.crop < 161:
             raise UserError(f"MS-SSIM (5 scales, 11x11 window) needs crops of at least 161, got {c.data.crop}")
         self.local_batch = c.batch_size // jax.process_count()
-        self.batch_sharding = NamedSharding(self.mesh, P("data"))
+        self.batch_sharding = batch_sharding(self.mesh)
         self.replicated = NamedSharding(self.mesh, P())
-        self._step, self._eval, self._init = _compiled(self.model, c.lmbda, c.loss, c.optim, c.data.crop,
-                                                       self.batch_sharding, self.replicated, self.tx, self.schedule)
+        self._step, self._eval, self._init, self._opt_init, self.shardings = _compiled(
+            self.model, c.lmbda, c.loss, c.optim, c.data.crop, self.mesh, c.get("sharding") or {},
+            compute_options(c), self.tx, self.schedule)
 
     # --- state -------------------------------------------------------------------------------------
     def init_state(self) -> TrainState:
@@ -157,8 +192,28 @@ class Trainer:
         params = variables["params"]
         constants = {k: v for k, v in variables.items() if k != "params"}
         return TrainState(jax.device_put(jnp.zeros((), jnp.int32), self.replicated), params, constants,
-                          jax.jit(self.tx.init, out_shardings=self.replicated)(params),
-                          jax.device_put(jax.random.PRNGKey(c.seed + 1), self.replicated))
+                          self._opt_init(params), jax.device_put(jax.random.PRNGKey(c.seed + 1), self.replicated))
+
+    def abstract_state(self) -> TrainState:
+        """The state's shapes, dtypes and shardings, without computing it (``jax.eval_shape``)."""
+        variables = jax.eval_shape(self._init, jax.random.PRNGKey(0))
+        opt = jax.eval_shape(self.tx.init, variables["params"])
+        shaped = lambda t, s: jax.tree_util.tree_map(
+            lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), t, s)
+        key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+        return TrainState(jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated),
+                          shaped(variables["params"], self.shardings.params),
+                          shaped({k: v for k, v in variables.items() if k != "params"}, self.shardings.constants),
+                          shaped(opt, self.shardings.opt_state),
+                          jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=self.replicated))
+
+    def compile_step(self):
+        """The training step compiled for the config's global batch and crop, without running it (for its
+        ``memory_analysis()`` and cost)."""
+        c = self.c
+        batch = jax.ShapeDtypeStruct((c.batch_size, c.data.crop, c.data.crop, 3), jnp.uint8,
+                                     sharding=self.batch_sharding)
+        return self._step.lower(self.abstract_state(), batch).compile()
 
     def _init_from(self, state: TrainState, path: str) -> TrainState:
         """Starts from the weights of an exported model (e.g. another lambda's), with a fresh optimizer."""
@@ -166,11 +221,10 @@ class Trainer:
         if (name, config) != (self.c.model, dict(self.c.model_config)):
             raise TrainingError(f"init_from {path} holds {name} {config}, not {self.c.model} "
                                 f"{dict(self.c.model_config)}")
-        params = jax.device_put(variables["params"], self.replicated)
-        constants = jax.device_put({k: v for k, v in variables.items() if k != "params"}, self.replicated)
+        params = jax.device_put(variables["params"], self.shardings.params)
+        constants = jax.device_put({k: v for k, v in variables.items() if k != "params"}, self.shardings.constants)
         log.info("initialised from %s", path)
-        return state.replace(params=params, constants=constants, opt_state=jax.jit(
-            self.tx.init, out_shardings=self.replicated)(params))
+        return state.replace(params=params, constants=constants, opt_state=self._opt_init(params))
 
     def validate(self, variables, images: np.ndarray) -> dict[str, float]:
         """Mean metrics over the validation crops, in global batches split over hosts like training."""
@@ -297,13 +351,17 @@ class Trainer:
             mngr.close()
             if best is not None:
                 best.close()
-        if int(state.step) >= total and lead:
+        if int(state.step) >= total:
             self.export(state, os.path.join(self.workdir, "model.npz"))
         return history
 
     def export(self, state: TrainState, path: str) -> None:
-        """Freezes the coding tables and writes a checkpoint the CLI and eval.py use."""
-        variables = jax.device_get({"params": state.params, **state.constants})
+        """Freezes the coding tables and writes a checkpoint the CLI and eval.py use (process 0 writes; every
+        process must call it, as the sharded arrays are gathered collectively)."""
+        variables = jax.jit(lambda t: t, out_shardings=self.replicated)({"params": state.params, **state.constants})
+        variables = jax.tree_util.tree_map(lambda a: np.asarray(a.addressable_data(0)), variables)
+        if jax.process_index() != 0:
+            return
         save_model(path, self.c.model, dict(self.c.model_config), variables, self.model.build_tables(variables))
         log.info("exported %s", path)
 
@@ -352,8 +410,9 @@ def export_workdir(workdir: str, out: str, step: int | None = None, best: bool =
             raise TrainingError(f"{directory}: no checkpoint {'' if step is None else step} "
                                 f"(have {list(mngr.all_steps())})")
         key = "variables" if best else "state"
-        r = mngr.restore(step, args=ocp.args.Composite(**{key: ocp.args.StandardRestore(),
-                                                          "meta": ocp.args.JsonRestore()}))
+        r = mngr.restore(step, args=ocp.args.Composite(**{
+            key: ocp.args.StandardRestore(_on_one_device(os.path.join(directory, str(step), key))),
+            "meta": ocp.args.JsonRestore()}))
     meta = r["meta"]
     tree = r[key]
     variables = dict(tree) if best else {"params": tree["params"], **tree["constants"]}
@@ -363,3 +422,13 @@ def export_workdir(workdir: str, out: str, step: int | None = None, best: bool =
     variables = jax.tree_util.tree_map(np.asarray, variables)
     save_model(out, meta["model"], dict(meta["model_config"]), variables, model.build_tables(variables), half=half)
     return out, int(step)
+
+
+def _on_one_device(path: str):
+    """The saved tree's arrays as targets on this process's first device: a checkpoint written on any mesh (say
+    8 devices, FSDP-sharded) restores here, where orbax would otherwise look for the devices that wrote it."""
+    from etils import epath  # orbax's own path type (a dependency of orbax)
+    metadata = ocp.StandardCheckpointHandler().metadata(epath.Path(path))
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                                  getattr(metadata, "item_metadata", metadata))
