@@ -51,18 +51,19 @@ def _residual_bytes(fn, *args) -> int:
     return total
 
 
-def _tiny(model: str, **over):
+def _tiny_config(model: str, **over):
     c = load_config(str(ROOT / "configs" / f"{model}.py") + ":tiny")
     for k, v in over.items():
         setattr(c, k, v)
     return c
 
 
+@pytest.mark.slow
 def test_remat_keeps_block_inputs_only_and_bfloat16_keeps_the_entropy_math_float32(tmp_path):
     """MLIC++ (tiny): with remat, the activations JAX keeps for the backward pass shrink to the blocks' inputs
     and the loss is the same (the gradients' equality: the training test below); in bfloat16 the convolutions compute in bf16 and the entropy models'
     parameters, their arguments and the likelihoods stay float32."""
-    t = Trainer(_tiny("mlicpp"), str(tmp_path))
+    t = Trainer(_tiny_config("mlicpp"), str(tmp_path))
     variables = t._init(jax.random.PRNGKey(0))
     params, constants = variables["params"], {k: v for k, v in variables.items() if k != "params"}
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 64, 64, 3))
@@ -100,7 +101,7 @@ def test_bfloat16_and_remat_train_like_float32(tmp_path):
     batch = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), np.uint8)
     losses = {}
     for dtype, remat in (("float32", False), ("float32", True), ("bfloat16", True)):
-        c = _tiny("mbt2018_mean", dtype=dtype, remat=remat)
+        c = _tiny_config("mbt2018_mean", dtype=dtype, remat=remat)
         c.optim.lr = 3e-3  # one batch, eight steps: a loss that clearly falls
         t = Trainer(c, str(tmp_path / f"{dtype}{remat}"))
         state, out = t.init_state(), []
@@ -117,3 +118,31 @@ def test_bfloat16_and_remat_train_like_float32(tmp_path):
     t.export(state, str(tmp_path / "m.npz"))
     _, _, _, variables, tables = load_model(str(tmp_path / "m.npz"))
     assert {a.dtype for a in jax.tree_util.tree_leaves(variables)} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize("name", sorted(__import__("jaxlic.registry", fromlist=["REGISTRY"]).REGISTRY))
+def test_every_model_trains_in_bfloat16_with_remat(name):
+    """Traced, not run (``jax.eval_shape``): every registered model's training loss and gradient in bfloat16
+    with its heavy blocks rematerialised; the reconstruction comes out of bf16 networks, the likelihoods are
+    float32, and the gradients reach the float32 parameters as float32."""
+    from test_zoo import _tiny
+    from jaxlic.registry import get_spec
+    config = dict(_tiny_config("mlicpp").model_config) if name == "mlicpp" else _tiny(name)  # slices of 32
+    model = get_spec(name).build(**config)
+    m = model.downsampling
+    x = jnp.zeros((2, m, m, 3), jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x[:1])
+    constants = {k: v for k, v in variables.items() if k != "params"}
+    keep = float32_paths(model, x[:1])
+
+    def loss(params):
+        with computing(jnp.bfloat16, remat=True):
+            out = model.apply({"params": cast_params(params, jnp.bfloat16, keep), **constants}, x, training=True,
+                              rng=jax.random.PRNGKey(1))
+        rate = sum(-jnp.sum(jnp.log2(v)) for v in out["likelihoods"].values())
+        return rate + jnp.mean(jnp.square(out["x_hat"].astype(jnp.float32) - x)), out
+
+    (_, out), grads = jax.eval_shape(jax.value_and_grad(loss, has_aux=True), variables["params"])
+    assert out["x_hat"].dtype == jnp.bfloat16, out["x_hat"].dtype
+    assert {v.dtype for v in out["likelihoods"].values()} == {jnp.dtype(jnp.float32)}
+    assert {g.dtype for g in jax.tree_util.tree_leaves(grads)} == {jnp.dtype(jnp.float32)}

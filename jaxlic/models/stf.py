@@ -206,7 +206,8 @@ def push(support, y_hat, k, W: int):
         return support
     cw = y_hat.shape[-1]
     support = jnp.where(k >= W, jnp.roll(support, -cw, axis=-1), support)
-    return jax.lax.dynamic_update_slice_in_dim(support, y_hat, jnp.minimum(k, W - 1) * cw, -1)
+    # in the support's dtype: a scan carry keeps its dtype (bfloat16 training rounds y_hat in float32)
+    return jax.lax.dynamic_update_slice_in_dim(support, y_hat.astype(support.dtype), jnp.minimum(k, W - 1) * cw, -1)
 
 
 class STFZigzag(HyperpriorModel):
