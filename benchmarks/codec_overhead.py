@@ -9,7 +9,8 @@ between rounds, so the machine's drifts hit both alike. Separate processes for t
 benchmark first ran, differed by up to 10 % between runs of the same tree (memory placement, which cores), as
 much as the effect measured. Reported per model: each tree's median, and the median of the rounds' paired
 ratios. Models: the shipped mean-scale model (0.0067), MLIC++ with the ``mlicpp`` parity fixture's weights
-(N=64, M=96) and MLIC++ at its published size with random weights (kernels x 2, as in ``crossplatform.py``;
+(N=64, M=96), mbt2018 at quality 5 with random weights (the wavefront codec: 141 steps on kodim01, where per-step
+costs show most) and MLIC++ at its published size with random weights (kernels x 2, as in ``crossplatform.py``;
 ``--no-full`` leaves it out). Writes ``benchmarks/results/codec_overhead.json``.
 """
 from __future__ import annotations
@@ -59,6 +60,22 @@ def _mlicpp_fixture(tmp: str) -> str:
     return path
 
 
+def _zoo_random(tmp: str, name: str, quality: int) -> str:
+    """A zoo model at the published size of ``quality``, random weights (its default initialisation)."""
+    import jax
+    import jax.numpy as jnp
+    from jaxlic.export import save_model
+    from jaxlic.registry import get_spec
+    from jaxlic.zoo import published_config
+    spec = get_spec(name)
+    config = {**spec.defaults, **published_config(name, quality)}
+    model = spec.build(**config)
+    variables = jax.device_get(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.float32)))
+    path = os.path.join(tmp, f"{name}_q{quality}.npz")
+    save_model(path, name, config, variables, model.build_tables(variables))
+    return path
+
+
 def compare(codecs: dict, image, rounds: int, label: str) -> dict:
     """Rounds of compress + decompress with each codec, the order alternating; medians and paired ratios."""
     from tqdm import tqdm
@@ -91,6 +108,8 @@ def main():
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--mlicpp-rounds", type=int, default=6, help="rounds for MLIC++ at full size")
     p.add_argument("--no-full", action="store_true", help="leave out MLIC++ at its published size")
+    p.add_argument("--only", help="run only the models whose label contains this; the JSON keeps the others' "
+                                  "earlier entries")
     p.add_argument("--output")
     args = p.parse_args()
     from common import write
@@ -105,8 +124,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         before_codec, before_export = import_before(args.before, tmp)
         models = [("mbt2018-mean 0.0067", assets.path("mbt2018-mean-cpu-0.0067"), args.rounds),
-                  ("mlicpp (fixture)", _mlicpp_fixture(tmp), args.rounds)]
-        if not args.no_full:
+                  ("mlicpp (fixture)", _mlicpp_fixture(tmp), args.rounds),
+                  ("mbt2018 q5, random (wavefront: 141 steps)", _zoo_random(tmp, "mbt2018", 5), args.rounds)]
+        if args.only:
+            models = [m for m in models if args.only in m[0]]
+        if not args.no_full and (not args.only or args.only in "mlicpp full size"):
             path, gain, _ = mlicpp_random(tmp, args.image)
             models.append((f"mlicpp full size, random (kernel gain {gain})", path, args.mlicpp_rounds))
         for label, path, rounds in models:
@@ -119,6 +141,10 @@ def main():
             print(f"{label}: compress {med['this tree']['compress']:.3f} s vs {med['before']['compress']:.3f} s "
                   f"(paired {pr['compress']:.3f}x), decompress {med['this tree']['decompress']:.3f} s vs "
                   f"{med['before']['decompress']:.3f} s (paired {pr['decompress']:.3f}x); bytes {entry['bytes']}")
+    previous = pathlib.Path(args.output or ROOT / "benchmarks" / "results" / "codec_overhead.json")
+    if args.only and previous.exists():
+        import json
+        result["models"] = {**json.loads(previous.read_text())["models"], **result["models"]}
     write(result, args.output, "codec_overhead.json")
 
 
