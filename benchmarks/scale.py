@@ -15,13 +15,17 @@ and crop:
   at every crop; a full-size step takes a minute or more to compile on a CPU);
 - ``fits_16gib``: parameters, optimizer state, one batch and the temporaries within 16 GiB.
 
+``--residuals ARG``: the bytes of activations JAX keeps for the backward pass (``print_saved_residuals``), remat
+off and on, for ``configs/<model>.py:ARG``'s model at the first crop and ``batch-per-device`` images: what
+rematerialisation saves before the compiler schedules anything.
+
 ``--step-time ARG``: also time the training step on this CPU for ``configs/<model>.py:ARG`` (e.g. ``runlocal``,
 its own batch and crop) in float32 and bfloat16, remat off and on, data parallel over ``--devices`` (pass
 ``--devices 1 --no-memory`` for a real CPU's figure; medians of ``--steps`` after a warm-up).
 
 JSON (a contract for scripts): ``configs``, a list of {mesh, dtype, remat, crop, batch_per_device,
 param_opt_bytes_per_device, temp_bytes_per_device (null where not compiled), argument_bytes_per_device,
-fits_16gib, compile_s}; ``step_time`` where measured.
+fits_16gib, compile_s}; ``step_time`` and ``residuals`` where measured.
 """
 from __future__ import annotations
 
@@ -52,7 +56,10 @@ def _args():
                         "remat and crop)")
     p.add_argument("--step-time", default=None, metavar="CONFIG_ARG")
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--no-memory", action="store_true", help="only the step time")
+    p.add_argument("--no-memory", action="store_true", help="no per-mesh memory table")
+    p.add_argument("--residuals", default=None, metavar="CONFIG_ARG",
+                   help="also the activations kept for the backward pass, remat off and on, for "
+                        "configs/<model>.py:CONFIG_ARG's model (first crop, batch-per-device)")
     return p.parse_args()
 
 
@@ -72,7 +79,8 @@ def _trainer(c, fsdp: int, devices: int, dtype: str, remat: bool, crop: int, bat
 
 def memory(args, tmp: str) -> list[dict]:
     from tqdm import tqdm
-    from jaxlic.training.sharding import bytes_per_device
+    from jaxlic.training.sharding import MIN_SIZE, bytes_per_device, tree_shardings
+    from jaxlic.training.trainer import make_mesh
     crops = [int(x) for x in args.crops.split(",")]
     fsdps = [int(x) for x in args.fsdp.split(",") if args.devices % int(x) == 0]
     dtypes = args.dtypes.split(",")
@@ -81,20 +89,27 @@ def memory(args, tmp: str) -> list[dict]:
                    {(args.devices, d, r, k) for d in dtypes for r in remats for k in crops}) \
         if args.compile is None else {(int(f), d, r == "on", int(k)) for f, d, r, k in
                                       (e.split(":") for e in args.compile)}
+    # parameters and optimizer state have one shape whatever the mesh, dtype, remat and crop: traced once
+    t = _trainer(_config(args.model), 1, args.devices, "float32", False, crops[0], args.batch_per_device, tmp)
+    state = t.abstract_state()
+    tree = (state.params, state.opt_state)
+    min_size, rules = t.c.sharding.min_size or MIN_SIZE, tuple(t.c.sharding.rules)
     rows = []
     todo = [(f, d, r, k) for k in crops for f in fsdps for d in dtypes for r in remats]
     for f, d, r, k in tqdm(todo, desc=args.model):
-        t = _trainer(_config(args.model), f, args.devices, d, r, k, args.batch_per_device, tmp)
-        state = t.abstract_state()
-        row = {"mesh": [list(a) for a in t.c.mesh], "fsdp": f, "dtype": d, "remat": r, "crop": k,
+        mesh = (("data", args.devices // f), ("fsdp", f)) if f > 1 else (("data", args.devices),)
+        row = {"mesh": [list(a) for a in mesh], "fsdp": f, "dtype": d, "remat": r, "crop": k,
                "batch_per_device": args.batch_per_device,
-               "param_opt_bytes_per_device": bytes_per_device((state.params, state.opt_state),
-                                                              (t.shardings.params, t.shardings.opt_state)),
+               "param_opt_bytes_per_device": bytes_per_device(tree, tree_shardings(make_mesh(mesh), tree, min_size,
+                                                                                   rules)),
                "temp_bytes_per_device": None, "argument_bytes_per_device": None, "fits_16gib": None,
                "compile_s": None}
         if (f, d, r, k) in compile_set:
             t0 = time.perf_counter()
-            analysis = t.compile_step().memory_analysis()
+            trainer = _trainer(_config(args.model), f, args.devices, d, r, k, args.batch_per_device, tmp)
+            assert bytes_per_device(tree, (trainer.shardings.params, trainer.shardings.opt_state)) == \
+                row["param_opt_bytes_per_device"]  # the trainer shards as computed above
+            analysis = trainer.compile_step().memory_analysis()
             row["compile_s"] = time.perf_counter() - t0
             row["temp_bytes_per_device"] = int(analysis.temp_size_in_bytes)
             row["argument_bytes_per_device"] = int(analysis.argument_size_in_bytes)
@@ -139,6 +154,51 @@ def step_time(args, tmp: str) -> list[dict]:
     return out
 
 
+def residuals(args, tmp: str) -> list[dict]:
+    """Bytes of activations JAX keeps from the forward pass for the backward (``print_saved_residuals``; the
+    parameters and the batch not counted), remat off and on: what rematerialisation saves before any compiler
+    scheduling. One device's share of the batch."""
+    import contextlib
+    import io
+    import re
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.ad_checkpoint import print_saved_residuals
+    from jaxlic.training.compute import cast_params, computing, float32_paths
+    crop = int(args.crops.split(",")[0])
+    out = []
+    for dtype in args.dtypes.split(","):
+        for remat in (False, True):
+            t = _trainer(_config(args.model, args.residuals), 1, args.devices, dtype, remat, crop,
+                         args.batch_per_device, tmp)
+            state = t.abstract_state()
+            x = jax.ShapeDtypeStruct((args.batch_per_device, crop, crop, 3), jnp.float32)
+            dt = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
+            keep = float32_paths(t.model, jnp.zeros((1, crop, crop, 3))) if dtype == "bfloat16" else frozenset()
+
+            def loss(params, x):
+                with computing(dt, remat):
+                    o = t.model.apply({"params": cast_params(params, dt, keep), **state.constants}, x,
+                                      training=True, rng=jax.random.PRNGKey(0))
+                return sum(jnp.sum(jnp.log(v)) for v in o["likelihoods"].values()) + jnp.sum(o["x_hat"])
+
+            text = io.StringIO()
+            with contextlib.redirect_stdout(text):
+                print_saved_residuals(loss, state.params, x)
+            total = 0
+            for kind, shape, source in re.findall(r"^(bf16|f32|f16|i32|u32|bool)\[([\d,]*)\](.*)$",
+                                                  text.getvalue(), re.M):
+                if "from the argument" not in source:
+                    total += int(np.prod([int(d) for d in shape.split(",") if d])) * (2 if kind in ("bf16", "f16")
+                                                                                      else 4)
+            row = {"config": f"{args.model}:{args.residuals}", "dtype": dtype, "remat": remat, "crop": crop,
+                   "batch": args.batch_per_device, "residual_bytes": total}
+            print(f"residuals {row['config']} {dtype} remat {remat}: {total / 2 ** 30:.3f} GiB", flush=True)
+            out.append(row)
+    return out
+
+
 def main():
     args = _args()
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -153,6 +213,8 @@ def main():
                   "configs": [] if args.no_memory else memory(args, tmp)}
         if args.step_time:
             result["step_time"] = step_time(args, tmp)
+        if args.residuals is not None:
+            result["residuals"] = residuals(args, tmp)
     write(result, args.json, f"scale_{args.model}.json")
 
 
