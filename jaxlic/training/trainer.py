@@ -1,5 +1,6 @@
 """The training loop: one jitted, donated step over a mesh (data parallel, parameters and optimizer state
-optionally sharded FSDP style: ``jaxlic.training.sharding``), orbax checkpoints with the data iterator's state (keep-N plus the best by validation loss), automatic resume, save on SIGTERM, metrics to JSONL and
+optionally sharded FSDP style: ``jaxlic.training.sharding``), orbax checkpoints with the data iterator's state
+(keep-N plus the best by validation loss), automatic resume, save on SIGTERM, metrics to JSONL and
 TensorBoard, and a frozen-table model export at the end."""
 from __future__ import annotations
 
