@@ -1,7 +1,5 @@
 """Training at scale: the FSDP sharding rule, bfloat16 compute with float32 entropy math, rematerialisation.
 (Eight simulated devices, FSDP against one device and the restore on another mesh: test_train.py.)"""
-import contextlib
-import io
 import pathlib
 import re
 
@@ -9,10 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.ad_checkpoint import print_saved_residuals
 from jax.sharding import Mesh, PartitionSpec as P
 
-from jaxlic.training.compute import cast_params, computing, float32_paths
+from jaxlic.training.compute import cast_params, computing, float32_paths, saved_residual_bytes
 from jaxlic.training.config import load_config
 from jaxlic.training.sharding import array_spec, batch_sharding, bytes_per_device, tree_shardings
 from jaxlic.training.trainer import Trainer
@@ -36,19 +33,6 @@ def test_fsdp_rule_shards_the_largest_dividing_dimension_and_replicates_small_ar
     assert shardings["params"]["g_a"]["bias"].spec == P()
     assert batch_sharding(mesh).spec == P(("data", "fsdp"))
     assert bytes_per_device(tree, shardings) == (9 * 192 * 192 + 192) * 4  # one device holds everything
-
-
-def _residual_bytes(fn, *args) -> int:
-    """Bytes of the activations JAX keeps from the forward pass for the backward (``print_saved_residuals``; the
-    arguments, which stay anyway, not counted)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        print_saved_residuals(fn, *args)
-    total = 0
-    for dtype, shape, source in re.findall(r"^(bf16|f32|f16|i32|u32|bool)\[([\d,]*)\](.*)$", out.getvalue(), re.M):
-        if "from the argument" not in source:
-            total += int(np.prod([int(d) for d in shape.split(",") if d])) * (2 if dtype in ("bf16", "f16") else 4)
-    return total
 
 
 def _tiny_config(model: str, **over):
@@ -75,7 +59,7 @@ def test_remat_keeps_block_inputs_only_and_bfloat16_keeps_the_entropy_math_float
         return sum(-jnp.sum(jnp.log2(v)) for v in out["likelihoods"].values()) + \
             1e3 * jnp.mean(jnp.square(out["x_hat"].astype(jnp.float32) - x)), out
 
-    plain, remat = _residual_bytes(lambda p: loss(p)[0], params), _residual_bytes(lambda p: loss(p, True)[0], params)
+    plain, remat = saved_residual_bytes(lambda p: loss(p)[0], params), saved_residual_bytes(lambda p: loss(p, True)[0], params)
     assert remat < 0.5 * plain, (remat, plain)
     l0, l1 = jax.jit(lambda p: (loss(p)[0], loss(p, True)[0]))(params)  # the blocks get their own arguments
     np.testing.assert_allclose(l1, l0, rtol=1e-6)

@@ -49,8 +49,9 @@ def _cast(tree, dtype):
         else a, tree)
 
 
-def float32_paths(model, *init_args) -> frozenset:
-    """Module paths (tuples of names) of the entropy models in ``model``, found by tracing its init."""
+def init_shapes(model, *init_args) -> tuple[dict, frozenset]:
+    """The shapes and dtypes of ``model``'s variables (``jax.eval_shape`` of its init) and the module paths
+    (tuples of names) of its entropy models, from one trace of the init."""
     found = set()
 
     def record(next_fun, args, kwargs, context):
@@ -59,8 +60,32 @@ def float32_paths(model, *init_args) -> frozenset:
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
-        jax.eval_shape(model.init, jax.random.PRNGKey(0), *init_args)
-    return frozenset(found)
+        shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), *init_args)
+    return shapes, frozenset(found)
+
+
+def float32_paths(model, *init_args) -> frozenset:
+    """Module paths (tuples of names) of the entropy models in ``model``, found by tracing its init."""
+    return init_shapes(model, *init_args)[1]
+
+
+def saved_residual_bytes(fn, *args) -> int:
+    """Bytes of the activations JAX keeps from ``fn``'s forward pass for its backward (parsed from
+    ``jax.ad_checkpoint.print_saved_residuals``; ``fn``'s arguments, which are kept anyway, not counted): what
+    rematerialisation saves before any compiler scheduling."""
+    import contextlib
+    import io
+    import re
+    from jax.ad_checkpoint import print_saved_residuals
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        print_saved_residuals(fn, *args)
+    sizes = {"bf16": 2, "f16": 2, "f32": 4, "i32": 4, "u32": 4, "bool": 1}
+    total = 0
+    for kind, shape, source in re.findall(r"^(bf16|f16|f32|i32|u32|bool)\[([\d,]*)\](.*)$", text.getvalue(), re.M):
+        if "from the argument" not in source:
+            total += int(np.prod([int(d) for d in shape.split(",") if d])) * sizes[kind]
+    return total
 
 
 def cast_params(params, dtype, keep: frozenset):

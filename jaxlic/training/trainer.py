@@ -29,7 +29,7 @@ from jaxlic.export import load_model, save_model
 from jaxlic.heap import trim_after_compiles
 from jaxlic.io import list_images, read_image
 from jaxlic.registry import get_spec
-from jaxlic.training.compute import DTYPES, REMAT_BLOCKS, cast_params, computing, float32_paths
+from jaxlic.training.compute import DTYPES, REMAT_BLOCKS, cast_params, computing, init_shapes
 from jaxlic.training.losses import DISTORTIONS, rd_loss
 from jaxlic.training.sharding import batch_sharding, tree_shardings, MIN_SIZE
 from jaxlic.training.writers import MetricWriter
@@ -76,7 +76,8 @@ _COMPILED: dict = {}
 
 
 def _compiled(model, lmbda, loss, optim, crop, mesh, sharding, compute, tx, schedule):
-    """The jitted training step, evaluation step and initialisation, and the state's shardings. Trainers that
+    """The jitted training step, evaluation step and initialisation, the state's shardings, and its abstract
+    value (shapes, dtypes, shardings: what ``lower`` needs to compile the step without a state). Trainers that
     agree on everything these depend on (the model, the loss and its lambda, the optimizer settings that ``tx``
     and ``schedule`` are built from, the crop, the mesh and its sharding rules) share them, so a second run in one
     process (a resume, a sweep, a notebook) does not compile them again."""
@@ -87,7 +88,9 @@ def _compiled(model, lmbda, loss, optim, crop, mesh, sharding, compute, tx, sche
     if key in _COMPILED:
         return _COMPILED[key]
     dtype = DTYPES[compute["dtype"]]
-    keep = float32_paths(model, jnp.zeros((1, crop, crop, 3), jnp.float32)) if dtype != jnp.float32 else frozenset()
+    # one trace of init: the variables' shapes, and the entropy models' parameters kept float32 under bfloat16
+    abstract, keep = init_shapes(model, jnp.zeros((1, crop, crop, 3), jnp.float32))
+    keep = keep if dtype != jnp.float32 else frozenset()
 
     def train_step(state: TrainState, batch):
         x = batch.astype(jnp.float32) / 255.0
@@ -119,18 +122,22 @@ def _compiled(model, lmbda, loss, optim, crop, mesh, sharding, compute, tx, sche
         return model.init(rng, jnp.zeros((1, crop, crop, 3), jnp.float32))
 
     replicated, batch = NamedSharding(mesh, P()), batch_sharding(mesh)
-    abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
     variables = tree_shardings(mesh, abstract, min_size, rules)
+    opt = jax.eval_shape(tx.init, abstract["params"])
     shardings = TrainState(step=replicated, params=variables["params"],
                            constants={k: v for k, v in variables.items() if k != "params"},
-                           opt_state=tree_shardings(mesh, jax.eval_shape(tx.init, abstract["params"]), min_size,
-                                                    rules), rng=replicated)
+                           opt_state=tree_shardings(mesh, opt, min_size, rules), rng=replicated)
+    rng = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+    state = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=abstract["params"],
+                       constants={k: v for k, v in abstract.items() if k != "params"}, opt_state=opt,
+                       rng=jax.ShapeDtypeStruct(rng.shape, rng.dtype))
+    state = jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
     _COMPILED[key] = (jax.jit(train_step, donate_argnums=(0,), in_shardings=(shardings, batch),
                               out_shardings=(shardings, replicated)),
                       jax.jit(eval_step, in_shardings=(variables, batch), out_shardings=replicated),
                       jax.jit(init, out_shardings=variables),
                       jax.jit(tx.init, out_shardings=shardings.opt_state),
-                      shardings)
+                      shardings, state)
     return _COMPILED[key]
 
 
@@ -182,7 +189,7 @@ class Trainer:
         self.local_batch = c.batch_size // jax.process_count()
         self.batch_sharding = batch_sharding(self.mesh)
         self.replicated = NamedSharding(self.mesh, P())
-        self._step, self._eval, self._init, self._opt_init, self.shardings = _compiled(
+        self._step, self._eval, self._init, self._opt_init, self.shardings, self._abstract = _compiled(
             self.model, c.lmbda, c.loss, c.optim, c.data.crop, self.mesh, c.get("sharding") or {},
             compute_options(c), self.tx, self.schedule)
 
@@ -196,17 +203,8 @@ class Trainer:
                           self._opt_init(params), jax.device_put(jax.random.PRNGKey(c.seed + 1), self.replicated))
 
     def abstract_state(self) -> TrainState:
-        """The state's shapes, dtypes and shardings, without computing it (``jax.eval_shape``)."""
-        variables = jax.eval_shape(self._init, jax.random.PRNGKey(0))
-        opt = jax.eval_shape(self.tx.init, variables["params"])
-        shaped = lambda t, s: jax.tree_util.tree_map(
-            lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), t, s)
-        key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
-        return TrainState(jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated),
-                          shaped(variables["params"], self.shardings.params),
-                          shaped({k: v for k, v in variables.items() if k != "params"}, self.shardings.constants),
-                          shaped(opt, self.shardings.opt_state),
-                          jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=self.replicated))
+        """The state's shapes, dtypes and shardings, without computing it (from ``jax.eval_shape``)."""
+        return self._abstract
 
     def compile_step(self):
         """The training step compiled for the config's global batch and crop, without running it (for its
