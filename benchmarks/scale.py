@@ -2,7 +2,9 @@
 
     python benchmarks/scale.py --model mlicpp --json OUT.json [--devices 8] [--crops 256,512]
         [--fsdp 1,2,4,8] [--dtypes float32,bfloat16] [--remat off,on] [--batch-per-device 8]
-        [--compile MESH:DTYPE:REMAT:CROP ...] [--step-time CONFIG_ARG]
+        [--compile MESH:DTYPE:REMAT:CROP ...] [--step-time CONFIG_ARG [--step-batch B] [--step-crop K]]
+    python benchmarks/scale.py --model mlicpp --platform gpu --devices 1 --no-memory --step-time full \
+        --step-batch 8 --step-crop 256 --json benchmarks/results/scale_mlicpp_gpu.json   # on an accelerator
 
 Runs on ``--devices`` simulated CPU devices (``--xla_force_host_platform_device_count``, set before JAX starts).
 The model is the config's official size (``configs/<model>.py``); the global batch is ``batch-per-device`` times
@@ -19,17 +21,22 @@ and crop:
 off and on, for ``configs/<model>.py:ARG``'s model at the first crop and ``batch-per-device`` images: what
 rematerialisation saves before the compiler schedules anything.
 
-``--step-time ARG``: also time the training step on this CPU for ``configs/<model>.py:ARG`` (e.g. ``runlocal``,
-its own batch and crop) in float32 and bfloat16, remat off and on, data parallel over ``--devices`` (pass
-``--devices 1 --no-memory`` for a real CPU's figure; medians of ``--steps`` after a warm-up).
+``--step-time ARG``: also time the training step for ``configs/<model>.py:ARG`` (e.g. ``runlocal``; ``full``: the
+official size), its own batch and crop unless ``--step-batch`` / ``--step-crop`` say otherwise, in float32 and
+bfloat16, remat off and on, data parallel over ``--devices`` (pass ``--devices 1 --no-memory`` for one real
+device; medians of ``--steps`` after a warm-up): seconds per step, images per second, and on an accelerator
+(``--platform gpu`` or ``tpu``) the device's peak bytes in use.
 
 JSON (a contract for scripts): ``configs``, a list of {mesh, dtype, remat, crop, batch_per_device,
 param_opt_bytes_per_device, temp_bytes_per_device (null where not compiled), argument_bytes_per_device,
-fits_16gib, compile_s}; ``step_time`` and ``residuals`` where measured.
+fits_16gib, compile_s}; ``step_time`` and ``residuals`` where measured. It is written after every configuration,
+and a later run into the same file keeps the compiled figures (and step times, residuals) it does not redo, so
+the slow compiles can be run one ``--compile`` entry per process.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import sys
@@ -56,6 +63,9 @@ def _args():
                         "remat and crop)")
     p.add_argument("--step-time", default=None, metavar="CONFIG_ARG")
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--step-batch", type=int, default=0, help="global batch for --step-time (default: the config's)")
+    p.add_argument("--step-crop", type=int, default=0, help="crop for --step-time (default: the config's)")
+    p.add_argument("--platform", default="cpu", help="JAX platform: cpu (simulated devices), gpu or tpu")
     p.add_argument("--no-memory", action="store_true", help="no per-mesh memory table")
     p.add_argument("--residuals", default=None, metavar="CONFIG_ARG",
                    help="also the activations kept for the backward pass, remat off and on, for "
@@ -77,7 +87,11 @@ def _trainer(c, fsdp: int, devices: int, dtype: str, remat: bool, crop: int, bat
     return Trainer(c, workdir)
 
 
-def memory(args, tmp: str) -> list[dict]:
+def _key(row: dict) -> tuple:
+    return row["fsdp"], row["dtype"], row["remat"], row["crop"], row["batch_per_device"]
+
+
+def memory(args, tmp: str, save) -> list[dict]:
     from tqdm import tqdm
     from jaxlic.training.sharding import MIN_SIZE, bytes_per_device, tree_shardings
     from jaxlic.training.trainer import make_mesh
@@ -94,6 +108,9 @@ def memory(args, tmp: str) -> list[dict]:
     state = t.abstract_state()
     tree = (state.params, state.opt_state)
     min_size, rules = t.c.sharding.min_size or MIN_SIZE, tuple(t.c.sharding.rules)
+    # compiled figures of an earlier run (the same JSON) are kept for the configurations not compiled now: each
+    # full-size compile takes minutes, so they can be run one per process, and an interrupted run keeps its rows
+    old = {_key(r): r for r in args.previous.get("configs", []) if r.get("temp_bytes_per_device") is not None}
     rows = []
     todo = [(f, d, r, k) for k in crops for f in fsdps for d in dtypes for r in remats]
     for f, d, r, k in tqdm(todo, desc=args.model):
@@ -114,8 +131,12 @@ def memory(args, tmp: str) -> list[dict]:
             row["temp_bytes_per_device"] = int(analysis.temp_size_in_bytes)
             row["argument_bytes_per_device"] = int(analysis.argument_size_in_bytes)
             row["fits_16gib"] = analysis.argument_size_in_bytes + analysis.temp_size_in_bytes <= 16 * GIB
+        elif _key(row) in old and old[_key(row)]["param_opt_bytes_per_device"] == row["param_opt_bytes_per_device"]:
+            row = old[_key(row)]
         rows.append(row)
         print(_line(row), flush=True)
+        done = {_key(r) for r in rows}
+        save(rows + [r for k, r in old.items() if k not in done])  # an interrupted run loses nothing
     return rows
 
 
@@ -132,25 +153,34 @@ def step_time(args, tmp: str) -> list[dict]:
     import jax
     import numpy as np
     out = []
+    arg = "" if args.step_time == "full" else args.step_time
     for dtype in ("float32", "bfloat16"):
         for remat in (False, True):
-            c = _config(args.model, args.step_time)
-            t = _trainer(c, 1, args.devices, dtype, remat, c.data.crop, c.batch_size // args.devices, tmp)
+            c = _config(args.model, arg)
+            batch, crop = args.step_batch or c.batch_size, args.step_crop or c.data.crop
+            t = _trainer(c, 1, args.devices, dtype, remat, crop, batch // args.devices, tmp)
             state = t.init_state()
-            batch = jax.device_put(np.random.default_rng(0).integers(
-                0, 256, (c.batch_size, c.data.crop, c.data.crop, 3), np.uint8), t.batch_sharding)
+            images = jax.device_put(np.random.default_rng(0).integers(0, 256, (batch, crop, crop, 3), np.uint8),
+                                    t.batch_sharding)
             times, losses = [], []
             for i in range(args.steps + 1):
                 t0 = time.perf_counter()
-                state, m = t._step(state, batch)
-                losses.append(float(m["loss"]))
+                state, m = t._step(state, images)
+                losses.append(float(m["loss"]))  # waits for the step
                 if i:
                     times.append(time.perf_counter() - t0)
-            row = {"config": f"{args.model}:{args.step_time}", "dtype": dtype, "remat": remat,
-                   "batch": c.batch_size, "crop": c.data.crop, "step_s": statistics.median(times), "loss": losses}
-            print(f"step time {row['config']} {dtype} remat {remat}: {row['step_s']:.3f} s "
-                  f"(losses {', '.join(f'{x:.3f}' for x in losses)})", flush=True)
+            stats = jax.devices()[0].memory_stats() or {}
+            row = {"config": f"{args.model}:{args.step_time}", "platform": jax.devices()[0].platform,
+                   "device": jax.devices()[0].device_kind, "devices": args.devices, "dtype": dtype, "remat": remat,
+                   "batch": batch, "crop": crop, "step_s": statistics.median(times),
+                   "images_per_s": batch / statistics.median(times), "loss": losses,
+                   "peak_bytes_in_use": stats.get("peak_bytes_in_use")}
+            print(f"step time {row['config']} {dtype} remat {remat}, batch {batch} at {crop}^2: {row['step_s']:.3f} s "
+                  f"({row['images_per_s']:.1f} images/s"
+                  + (f", peak {row['peak_bytes_in_use'] / GIB:.2f} GiB" if row["peak_bytes_in_use"] else "")
+                  + f"; losses {', '.join(f'{x:.3f}' for x in losses)})", flush=True)
             out.append(row)
+            del state
     return out
 
 
@@ -158,14 +188,9 @@ def residuals(args, tmp: str) -> list[dict]:
     """Bytes of activations JAX keeps from the forward pass for the backward (``print_saved_residuals``; the
     parameters and the batch not counted), remat off and on: what rematerialisation saves before any compiler
     scheduling. One device's share of the batch."""
-    import contextlib
-    import io
-    import re
     import jax
     import jax.numpy as jnp
-    import numpy as np
-    from jax.ad_checkpoint import print_saved_residuals
-    from jaxlic.training.compute import cast_params, computing, float32_paths
+    from jaxlic.training.compute import cast_params, computing, float32_paths, saved_residual_bytes
     crop = int(args.crops.split(",")[0])
     out = []
     for dtype in args.dtypes.split(","):
@@ -183,15 +208,7 @@ def residuals(args, tmp: str) -> list[dict]:
                                       training=True, rng=jax.random.PRNGKey(0))
                 return sum(jnp.sum(jnp.log(v)) for v in o["likelihoods"].values()) + jnp.sum(o["x_hat"])
 
-            text = io.StringIO()
-            with contextlib.redirect_stdout(text):
-                print_saved_residuals(loss, state.params, x)
-            total = 0
-            for kind, shape, source in re.findall(r"^(bf16|f32|f16|i32|u32|bool)\[([\d,]*)\](.*)$",
-                                                  text.getvalue(), re.M):
-                if "from the argument" not in source:
-                    total += int(np.prod([int(d) for d in shape.split(",") if d])) * (2 if kind in ("bf16", "f16")
-                                                                                      else 4)
+            total = saved_residual_bytes(loss, state.params, x)
             row = {"config": f"{args.model}:{args.residuals}", "dtype": dtype, "remat": remat, "crop": crop,
                    "batch": args.batch_per_device, "residual_bytes": total}
             print(f"residuals {row['config']} {dtype} remat {remat}: {total / 2 ** 30:.3f} GiB", flush=True)
@@ -201,21 +218,32 @@ def residuals(args, tmp: str) -> list[dict]:
 
 def main():
     args = _args()
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={args.devices}").strip()
-    # XLA:CPU schedules for parallelism by default; the memory-minimising scheduler is what TPU and GPU
-    # compilers approximate, and it lets rematerialisation show in the temporaries
-    os.environ["XLA_FLAGS"] += " --xla_cpu_enable_concurrency_optimized_scheduler=false"
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from common import write
+    if args.platform == "cpu":
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={args.devices}").strip()
+        # XLA:CPU schedules for parallelism by default; the memory-minimising scheduler is what TPU and GPU
+        # compilers approximate, and it lets rematerialisation show in the temporaries
+        os.environ["XLA_FLAGS"] += " --xla_cpu_enable_concurrency_optimized_scheduler=false"
+    os.environ["JAX_PLATFORMS"] = args.platform
+    from common import RESULTS, write
+    out = pathlib.Path(args.json) if args.json else RESULTS / f"scale_{args.model}.json"
+    args.previous = json.loads(out.read_text()) if out.exists() else {}
+    if args.previous.get("model", args.model) != args.model or args.previous.get("devices", args.devices) != \
+            args.devices:
+        args.previous = {}
+    # what an earlier run measured and this one does not redo is kept
+    result = {k: v for k, v in args.previous.items() if k in ("step_time", "residuals")}
+    result.update(model=args.model, devices=args.devices)
     with tempfile.TemporaryDirectory() as tmp:
-        result = {"model": args.model, "devices": args.devices,
-                  "configs": [] if args.no_memory else memory(args, tmp)}
+        if not args.no_memory:
+            result["configs"] = memory(args, tmp, lambda rows: write({**result, "configs": rows}, str(out), ""))
+        else:
+            result.setdefault("configs", args.previous.get("configs", []))
         if args.step_time:
             result["step_time"] = step_time(args, tmp)
         if args.residuals is not None:
             result["residuals"] = residuals(args, tmp)
-    write(result, args.json, f"scale_{args.model}.json")
+    write(result, str(out), "")
 
 
 if __name__ == "__main__":
