@@ -135,9 +135,13 @@ def memory(args, tmp: str, save) -> list[dict]:
             row = old[_key(row)]
         rows.append(row)
         print(_line(row), flush=True)
-        done = {_key(r) for r in rows}
-        save(rows + [r for k, r in old.items() if k not in done])  # an interrupted run loses nothing
-    return rows
+        save(_merged(rows, old))  # an interrupted run loses nothing
+    return _merged(rows, old)
+
+
+def _merged(rows: list[dict], old: dict) -> list[dict]:
+    done = {_key(r) for r in rows}
+    return rows + [r for k, r in old.items() if k not in done]
 
 
 def _line(row: dict) -> str:
