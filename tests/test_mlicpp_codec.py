@@ -223,7 +223,6 @@ def test_tiny_training_run_trains_every_parameter_and_exports_a_working_codec(tm
     from flax import traverse_util
     from PIL import Image
     from jaxlic.export import load_model, save_model
-    from jaxlic.registry import get_spec
     from jaxlic.training.config import load_config
     from jaxlic.training.trainer import Trainer
     rng = np.random.default_rng(0)
@@ -232,16 +231,17 @@ def test_tiny_training_run_trains_every_parameter_and_exports_a_working_codec(tm
         Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(tmp_path / "img" / f"{i}.png")
     c = load_config(str(ROOT / "configs" / "mlicpp.py") + ":tiny")
     c.data.paths = (str(tmp_path / "img"),)
-    model = get_spec(c.model).build(**dict(c.model_config))
-    variables = model.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32))
+    trainer = Trainer(c, str(tmp_path / "w"))
+    model = trainer.model
+    variables = jax.device_get(trainer._init(jax.random.PRNGKey(c.seed)))  # the run's own (compiled) init
     # at initialisation |z| << 0.5 and the medians are 0, so z_hat = 0 and h_s's first kernel would get no
     # gradient; shifted medians make z_hat non-zero (as after any training)
     eb = variables["params"]["entropy_bottleneck"]
     variables = {**variables, "params": {**variables["params"], "entropy_bottleneck": {
         **eb, "quantiles": eb["quantiles"] + 0.3}}}
     save_model(str(tmp_path / "init.npz"), c.model, dict(c.model_config), variables, model.build_tables(variables))
-    c.init_from = str(tmp_path / "init.npz")
-    history = Trainer(c, str(tmp_path / "w")).run(progress=False)
+    c.init_from = str(tmp_path / "init.npz")  # read when the run starts
+    history = trainer.run(progress=False)
     assert [h["step"] for h in history] == [1, 2, 3]
     assert all(np.isfinite(h["loss"]) and h["bpp"] > 0 for h in history)
     name, config, model, trained, tables = load_model(str(tmp_path / "w" / "model.npz"))
