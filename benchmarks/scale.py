@@ -78,9 +78,14 @@ def _config(model: str, arg: str = ""):
     return load_config(str(ROOT / "configs" / f"{model}.py") + (f":{arg}" if arg else ""))
 
 
+def _mesh(fsdp: int, devices: int) -> tuple:
+    """Replicated over data (fsdp 1), else data = devices / fsdp x fsdp."""
+    return (("data", devices // fsdp), ("fsdp", fsdp)) if fsdp > 1 else (("data", devices),)
+
+
 def _trainer(c, fsdp: int, devices: int, dtype: str, remat: bool, crop: int, batch_per_device: int, workdir: str):
     from jaxlic.training.trainer import Trainer
-    c.mesh = (("data", devices // fsdp), ("fsdp", fsdp)) if fsdp > 1 else (("data", devices),)
+    c.mesh = _mesh(fsdp, devices)
     c.dtype, c.remat = dtype, remat
     c.data.crop = crop
     c.batch_size = batch_per_device * devices
@@ -114,7 +119,7 @@ def memory(args, tmp: str, save) -> list[dict]:
     rows = []
     todo = [(f, d, r, k) for k in crops for f in fsdps for d in dtypes for r in remats]
     for f, d, r, k in tqdm(todo, desc=args.model):
-        mesh = (("data", args.devices // f), ("fsdp", f)) if f > 1 else (("data", args.devices),)
+        mesh = _mesh(f, args.devices)
         row = {"mesh": [list(a) for a in mesh], "fsdp": f, "dtype": d, "remat": r, "crop": k,
                "batch_per_device": args.batch_per_device,
                "param_opt_bytes_per_device": bytes_per_device(tree, tree_shardings(make_mesh(mesh), tree, min_size,
