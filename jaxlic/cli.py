@@ -48,17 +48,20 @@ def _parse_config(s: str | None) -> dict:
 
 
 def _codec(args):
-    from jaxlic.codec import Codec
-    from jaxlic.export import load_model
-    from jaxlic import assets
-    path = assets.resolve(args.checkpoint)
-    if path is None:
-        raise UserError(f"the default model ({assets.path(assets.DEFAULT)}) is not installed; pass --checkpoint "
-                         "FILE (make one with 'jaxlic convert', 'jaxlic init' or train.py)")
-    name, config, model, variables, tables = load_model(path)
-    if args.model and args.model != name:
-        raise UserError(f"--model {args.model} but {path} holds a {name} checkpoint")
-    return Codec(name, model, variables, tables, config)
+    from jaxlic.api import load
+    return load(args.checkpoint, model=args.model, trust=args.trust_pickle,
+                max_pixels=getattr(args, "max_pixels", None) or None,
+                coder=getattr(args, "coder", "constriction"), robust_margin=getattr(args, "robust_margin", None))
+
+
+def _pixels(text: str) -> int:
+    try:
+        v = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of pixels (such as 200e6; 0: no limit)") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be >= 0 (0: no limit)")
+    return v
 
 
 def _margin(text: str) -> float:
@@ -77,7 +80,7 @@ def cmd_compress(args):
     check_output_path(args.output)  # before the work, not after
     image = read_image(args.input)
     codec = _codec(args)
-    data = codec.compress(image, args.coder, args.robust_margin)
+    data = codec.compress(image)
     write_bytes(args.output, data)
     h, w = image.shape[:2]
     print(f"{args.input} -> {args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp "
@@ -85,12 +88,13 @@ def cmd_compress(args):
 
 
 def cmd_decompress(args):
-    from jaxlic.coding.container import read_container
+    from jaxlic.coding.container import check_pixels, read_container
     from jaxlic.io import check_output_path, read_bytes, write_image
     t0 = time.perf_counter()
     data = read_bytes(args.input)
     check_output_path(args.output)
-    read_container(data)  # a bad file is reported before any model is loaded
+    # a bad file, or one declaring more pixels than the limit, is reported before any model is loaded
+    check_pixels(read_container(data), args.max_pixels or None)
     codec = _codec(args)
     image = codec.decompress(data)
     write_image(args.output, image)
@@ -127,7 +131,8 @@ def cmd_convert(args):
     from jaxlic.convert.checkpoint import convert_checkpoint
     notes = []
     name, config, _, variables, _ = convert_checkpoint(args.input, args.output, args.model,
-                                                       _parse_config(args.config), args.tables, notes)
+                                                       _parse_config(args.config), args.tables, notes,
+                                                       trust=args.trust_pickle)
     for line in notes:
         print(f"note: {line}")
     import jax
@@ -169,16 +174,24 @@ def cmd_export(args):
 def build_parser():
     from jaxlic import assets
     from jaxlic.codec import DEFAULT_ROBUST_MARGIN
+    from jaxlic.coding.container import DEFAULT_MAX_PIXELS
     from jaxlic.registry import REGISTRY
     from jaxlic import __version__
     p = argparse.ArgumentParser(prog="jaxlic", description="Learned image compression in JAX.")
     p.add_argument("--version", action="version", version=f"jaxlic {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
+    def trust_arg(q):
+        q.add_argument("--trust-pickle", action="store_true",
+                       help="load a .pth whose pickle needs more than tensors and numbers; it runs the code the "
+                       "file holds: only for files you made or whose source you trust")
+
     def model_args(q):
         q.add_argument("--model", choices=sorted(REGISTRY), help="check the checkpoint holds this model")
-        q.add_argument("--checkpoint", help="a jaxlic model checkpoint (.npz) or a shipped model's name "
-                       f"({', '.join(assets.SHIPPED)}); default: {assets.DEFAULT}")
+        q.add_argument("--checkpoint", help="a jaxlic model file (.npz), a shipped model's name "
+                       f"({', '.join(assets.SHIPPED)}) or an official .pth / .pth.tar checkpoint (converted on the "
+                       f"fly; needs PyTorch); default: {assets.DEFAULT}")
+        trust_arg(q)
 
     c = sub.add_parser("compress", help="image -> .jlc file")
     c.add_argument("input")
@@ -195,6 +208,9 @@ def build_parser():
     d.add_argument("input")
     d.add_argument("output")
     model_args(d)
+    d.add_argument("--max-pixels", type=_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse a file declaring an image of more than N pixels, before any work (default: "
+                   f"{DEFAULT_MAX_PIXELS:,}, Pillow's decompression-bomb limit; 0: no limit)")
     d.set_defaults(fn=cmd_decompress)
     i = sub.add_parser("info", help="print a .jlc file's header")
     i.add_argument("input")
@@ -206,6 +222,7 @@ def build_parser():
     v.add_argument("--config", help="model config overrides, e.g. N=32,M=48 (default: detected from the shapes)")
     v.add_argument("--tables", choices=["rebuild", "checkpoint"], default="rebuild",
                    help="rebuild the coding tables from the weights, or take the checkpoint's CDF buffers")
+    trust_arg(v)
     v.set_defaults(fn=cmd_convert)
     n = sub.add_parser("init", help="a checkpoint with random weights (for tests and benchmarks)")
     n.add_argument("output")

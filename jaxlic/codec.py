@@ -25,7 +25,7 @@ from jaxlic.coding.checks import IndexChecks
 from jaxlic.coding.coders import CodingError, get_coder
 from jaxlic.coding.repair import DECODER_MARGIN, ENCODER_MARGIN, Repair
 from jaxlic.coding.repair import key as repair_key
-from jaxlic.coding.container import Container, read_container, write_container
+from jaxlic.coding.container import DEFAULT_MAX_PIXELS, Container, check_pixels, read_container, write_container
 from jaxlic.entropy.quantization import symbols_of
 from jaxlic.entropy.tables import CodingTable
 from jaxlic.errors import UserError
@@ -46,9 +46,11 @@ class IndexMismatch(DecodeError):
             f"{where}: this machine's coding-table indexes differ from the encoder's (checked before decoding "
             "it; nothing was reconstructed). The entropy parameters came out differently here (another CPU "
             "instruction set, thread count, XLA version, or GPU / TPU kernels) and lie too close to a table "
-            "boundary for this file" + (f", by more than its robust margin {margin:.3g}; compress it again with "
-                                        "a larger --robust-margin" if margin else
-                                        ", which was written without a robust margin (--robust-margin 0)"))
+            "boundary for this file" + (f", by more than its robust margin {margin:.3g}" if margin else
+                                        ", which was written without a robust margin (--robust-margin 0)")
+            + "; or the file was damaged or altered in a way its checksum did not catch (a rewritten header "
+            "with a valid CRC). If the file is intact and came from another machine, compress it again there "
+            "with a larger --robust-margin")
 
 
 def _frozen(shapes: Mapping[str, tuple]) -> tuple:
@@ -216,8 +218,9 @@ class _Compiled:
 class Codec:
     """Compresses 8-bit RGB images to ``.jlc`` bytes and back with one model, its variables and frozen tables."""
 
-    def __init__(self, name: str, model, variables, tables: Mapping[str, CodingTable], config: Mapping | None = None):
-        self.name, self.model = name, model
+    def __init__(self, name: str, model, variables, tables: Mapping[str, CodingTable], config: Mapping | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        self.name, self.model, self.max_pixels = name, model, max_pixels
         trim_after_compiles()
         self.config_hash = hashlib.sha256(
             json.dumps({"model": name, "config": dict(config or {})}, sort_keys=True).encode()).hexdigest()[:16]
@@ -269,8 +272,8 @@ class Codec:
         of the group before and its first prediction are an entry of their own, "NAME (start)"); measuring
         synchronises every step. ``per_step``: an entry for every step of a repeated group ("NAME[t]").
         ``indexes_out`` receives each group's table indexes (same layout as its symbols), ``latents_out`` the
-        symbols and table indexes of each latent at their positions (NHWC, ``y_symbols``, ``y_indexes``) and the
-        latents the encoder reconstructed. ``robust_margin``: the repair's delta (``DEFAULT_ROBUST_MARGIN`` if
+        symbols, table indexes and code lengths in bits of each latent at their positions (NHWC, ``y_symbols``,
+        ``y_indexes``, ``y_bits``) and the latents the encoder reconstructed. ``robust_margin``: the repair's delta (``DEFAULT_ROBUST_MARGIN`` if
         None; 0 switches it off): a decoder whose scales differ from these by a relative error below it decodes
         exactly. ``scales_out`` receives each step's scales (valid elements), ``stats_out`` the sizes of the
         side information (repair keys and bytes, index-check bytes)."""
@@ -308,7 +311,7 @@ class Codec:
 
         sym, means, state = fn.run(self.variables, code, clock, margin=ENCODER_MARGIN * repair.delta)
         if latents_out is not None:
-            latents_out.update(coded.by_latent())
+            latents_out.update(coded.by_latent(self.tables))
             latents_out.update({f"{k}_hat": np.asarray(a) for k, a in
                                 fn.latents(fn.final_state(self.variables, state, sym, means)).items()})
         if indexes_out is not None:
@@ -338,6 +341,7 @@ class Codec:
         ``timings``, ``per_step``, ``latents_out`` and ``scales_out`` as in ``encode_latents`` (here the decoded
         latents and this machine's scales, a step's before its check)."""
         c = read_container(data)
+        check_pixels(c, self.max_pixels)  # from the header, before anything is allocated for the image
         if c.model != self.name:
             raise DecodeError(f"file was written by model {c.model!r}; this codec is {self.name!r}")
         if c.config_hash != self.config_hash:
@@ -435,7 +439,7 @@ class _Coded:
             self.idx.setdefault(g.name, []).append(idx[valid])
         if self.positions:
             pos = np.asarray(self.fn.elements[k](np.int32(t))).reshape(-1)
-            self.pos.setdefault(g.latent, []).append((pos[valid], sym[valid], idx[valid]))
+            self.pos.setdefault(g.latent, []).append((pos[valid], sym[valid], idx[valid], g.table))
 
     def symbols(self):
         return {k: v if isinstance(v, np.ndarray) else np.concatenate(v) for k, v in self.sym.items()}
@@ -443,14 +447,21 @@ class _Coded:
     def indexes(self):
         return {k: v if isinstance(v, np.ndarray) else np.concatenate(v) for k, v in self.idx.items()}
 
-    def by_latent(self):
+    def by_latent(self, tables: Mapping[str, CodingTable] | None = None):
+        """Per latent, its symbols and table indexes at their positions (NHWC) and, given the coding tables, the
+        bits each element costs (``CodingTable.code_lengths``, escapes included)."""
         out = {}
         for name, parts in self.pos.items():
             shape = self.fn.plan.shapes[name]
-            sym, idx = np.zeros(int(np.prod(shape)), np.int32), np.zeros(int(np.prod(shape)), np.int32)
-            for pos, s, i in parts:
+            n = int(np.prod(shape))
+            sym, idx, bits = np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, np.float64)
+            for pos, s, i, table in parts:
                 sym[pos], idx[pos] = s, i
+                if tables is not None:
+                    bits[pos] = tables[table].code_lengths(s, i)
             out[f"{name}_symbols"], out[f"{name}_indexes"] = sym.reshape(shape), idx.reshape(shape)
+            if tables is not None:
+                out[f"{name}_bits"] = bits.reshape(shape)
         return out
 
 

@@ -78,3 +78,20 @@ def raster_reference(model, variables, img):
             mu = np.asarray(means_at(y_hat))[0, i, j]
             y_hat[0, i, j] = np.round(y[0, i, j] - mu) + mu
     return np.asarray(ap(lambda mm, y: mm.synthesis(y), y_hat))
+
+
+def assert_bits_match_streams(codec, latents_out: dict, container, rel: float = 0.01) -> dict:
+    """The per-element code lengths the encoder reports (``latents_out[f"{latent}_bits"]``, what
+    ``jaxlic.Codec.encode`` and the bit-allocation maps are made of) add up, per stream, to the stream's real
+    length within ``rel`` (plus the coder's termination: at most 64 bits a stream). Returns bits per stream."""
+    plan = codec.plan(*container.image_size)
+    totals = {t: 0.0 for t in codec.streams}
+    for latent in plan.shapes:
+        tables = {g.table for g in plan.groups if g.latent == latent}
+        assert len(tables) == 1, f"latent {latent} is coded with several table families {tables}"
+        totals[tables.pop()] += float(latents_out[f"{latent}_bits"].sum())
+    for (t, bits), stream in zip(totals.items(), container.streams):
+        real = 8 * len(stream)
+        print(f"{t}: {bits:.0f} bits by element, {real} in the stream ({(real - bits) / max(real, 1):+.2%})")
+        assert abs(real - bits) <= rel * real + 64, (t, bits, real)
+    return totals

@@ -49,16 +49,12 @@ def test_cli_default_model_round_trip(tmp_path):
 
 def test_shipped_models_beat_jpeg_on_kodak():
     """BD-rate (PSNR) of the shipped RD curve against Pillow JPEG on 6 Kodak images is negative."""
-    from jaxlic.codec import Codec
+    import jaxlic
     from jaxlic.evaluation.anchors import pillow_curve
     from jaxlic.evaluation.bdrate import bd_rate
     from jaxlic.evaluation.rd import curve, evaluate, load_images
-    from jaxlic.export import load_model
     images = [im for im in load_images(kodak_images()[0].parent)][::4]
-    points = []
-    for path in assets.available():
-        name, config, model, variables, tables = load_model(path)
-        points.append(evaluate(Codec(name, model, variables, tables, config), images, progress=False))
+    points = [evaluate(jaxlic.load(path), images, progress=False) for path in assets.available()]
     r = curve(points, "shipped", "")["results"]
     jpeg = pillow_curve([im for _, im in images], "jpeg", progress=False)["results"]
     bd = bd_rate(jpeg["bpp"], jpeg["psnr-rgb"], r["bpp"], r["psnr-rgb"])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import coder_params, fixture_dir, fixture_file, nhwc, rel_err
-from helpers import assert_8bit_matches, converted, latent_err, raster_reference
+from helpers import assert_8bit_matches, assert_bits_match_streams, converted, latent_err, raster_reference
 from jaxlic.codec import Codec
 from jaxlic.registry import detect_model, get_spec
 
@@ -111,6 +111,7 @@ def test_codec_matches_official(fixture):
         c, sym = codec.encode_latents(img, latents_out=enc)
         from jaxlic.coding.container import write_container
         data = write_container(c)
+        assert_bits_match_streams(codec, enc, c)
         x_hat, sym2 = codec.decode_latents(data, latents_out=dec)
         for k in sym:
             np.testing.assert_array_equal(sym[k], sym2[k], err_msg=k)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import coder_params, nhwc, rel_err
-from helpers import assert_8bit_matches, converted, padded_forward
+from helpers import assert_8bit_matches, assert_bits_match_streams, converted, padded_forward
 from jaxlic.codec import Codec, to_uint8
 from jaxlic.coding.container import read_container, write_container
 from jaxlic.convert.compressai import compressai_tables
@@ -59,8 +59,9 @@ def test_codec_matches_official(official, coder, tables):
         img = np.round(x[b] * 255).astype(np.uint8)
         if not np.array_equal(img.astype(np.float32) / 255, x[b]):
             pytest.skip("fixture input is not an 8-bit image")
-        idx = {}
-        c, sym = codec.encode_latents(img, coder, indexes_out=idx)
+        idx, enc = {}, {}
+        c, sym = codec.encode_latents(img, coder, indexes_out=idx, latents_out=enc)
+        assert_bits_match_streams(codec, enc, c)
         steps = [g.name for g in codec.plan(*img.shape[:2]).groups]
         assert steps == ["z"] + [f"y{i}_{p}" for i in range(model.slice_num) for p in ("anchor", "nonanchor")]
         for (sl, part, seg, pick), step in zip(_official_order(out, s), steps[1:]):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import fixture_dir, fixture_file, nhwc, rel_err
-from helpers import assert_8bit_matches, converted, latent_err, padded_forward
+from helpers import assert_8bit_matches, assert_bits_match_streams, converted, latent_err, padded_forward
 from jaxlic.codec import Codec
 from jaxlic.coding.container import write_container
 from jaxlic.registry import detect_model, get_spec
@@ -210,6 +210,7 @@ def test_codec_round_trip_any_size(fixture):
         enc, dec = {}, {}
         c, sym = codec.encode_latents(img, coder, latents_out=enc)
         data = write_container(c)
+        assert_bits_match_streams(codec, enc, c)
         x_hat, sym2 = codec.decode_latents(data, latents_out=dec)
         for k in sym:
             np.testing.assert_array_equal(sym[k], sym2[k], err_msg=f"{img.shape} {coder} {k}")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import coder_params, fixture_file, nhwc, rel_err
-from helpers import assert_8bit_matches, converted, latent_err, padded_forward, raster_reference
+from helpers import (assert_8bit_matches, assert_bits_match_streams, converted, latent_err, padded_forward,
+                     raster_reference)
 from jaxlic.codec import Codec
 from jaxlic.plan import check_coverage
 from jaxlic.registry import REGISTRY, detect_model, get_spec
@@ -55,6 +56,7 @@ def test_codec_matches_compressai(fixture):
         enc, dec = {}, {}
         c, sym = codec.encode_latents(img, latents_out=enc)
         data = _bytes(c)
+        assert_bits_match_streams(codec, enc, c)
         x_hat, sym2 = codec.decode_latents(data, latents_out=dec)
         for k in sym:
             np.testing.assert_array_equal(sym[k], sym2[k], err_msg=k)

@@ -34,10 +34,28 @@ READABLE = (2, 3, 4)
 CODERS = ("constriction", "tfc")  # ids are positions: append only
 _CRC = struct.Struct("<I")
 _MAX_DIM = 1 << 24
+# The decoder's default pixel limit, Pillow's decompression-bomb threshold (``PIL.Image.MAX_IMAGE_PIXELS``, about
+# 89.5 million pixels): a file from elsewhere may declare any size, and the synthesis transform of a learned codec
+# needs far more memory per pixel than a JPEG decoder.
+DEFAULT_MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
 
 
 class ContainerError(UserError):
     pass
+
+
+class TooManyPixels(ContainerError):
+    """A file declares an image larger than the decoder's pixel limit (checked from the header, before any work)."""
+
+
+def check_pixels(c: "Container", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    """Refuses a file whose declared image exceeds ``max_pixels`` (``None``: no limit)."""
+    h, w = c.image_size
+    if max_pixels is not None and h * w > max_pixels:
+        raise TooManyPixels(
+            f"file declares a {h} x {w} image ({h * w:,} pixels), over the decoder's limit of {max_pixels:,} "
+            "pixels; a damaged or altered header, or a really large image: raise the limit (jaxlic decompress "
+            "--max-pixels N, or max_pixels=N in Python) only for a file you expect to be that large")
 
 
 @dataclasses.dataclass

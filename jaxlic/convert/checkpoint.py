@@ -6,16 +6,19 @@ import re
 from typing import Mapping
 
 from jaxlic.convert.common import ConversionError, load_torch_state_dict, strip_prefixes
+from jaxlic.errors import UserError
 
 
 def convert_checkpoint(source, output: str | None = None, model: str | None = None, config: dict | None = None,
-                       tables: str = "rebuild", notes: list | None = None):
+                       tables: str = "rebuild", notes: list | None = None, trust: bool = False):
     """Reads an official checkpoint (``.pth``/``.pth.tar``, a state_dict ``.npz``, or a state_dict mapping),
     detects the model and its configuration from the keys and shapes unless ``model``/``config`` say otherwise,
     maps every key (a ``ConversionError`` lists anything missing, left over or of the wrong shape) and, if
     ``output`` is given, writes a jaxlic checkpoint that the CLI and ``eval.py`` load. ``tables``: "rebuild"
     the coding tables from the weights, or take the "checkpoint"'s CDF buffers. ``notes``, if given, receives a
-    line for each official module that was dropped because the official forward never uses it.
+    line for each official module that was dropped because the official forward never uses it. ``trust``: load a
+    ``.pth`` whose pickle needs more than tensors and numbers (it runs the code it holds; see
+    ``load_torch_state_dict``).
 
     Returns (model name, config, model, variables, tables)."""
     import jax
@@ -29,7 +32,7 @@ def convert_checkpoint(source, output: str | None = None, model: str | None = No
     if isinstance(source, (str, os.PathLike)):
         if not os.path.exists(source):
             raise ConversionError(f"checkpoint not found: {source}")
-        state_dict = load_torch_state_dict(str(source))
+        state_dict = load_torch_state_dict(str(source), trust=trust)
     elif isinstance(source, Mapping):
         state_dict = source
     else:
@@ -39,6 +42,13 @@ def convert_checkpoint(source, output: str | None = None, model: str | None = No
         name, cfg = detect_model(state_dict)
     else:
         spec = get_spec(model)
+        try:
+            other, _ = detect_model(state_dict)
+        except UserError:
+            other = None  # no single model matches: the user's --model decides
+        if other is not None and other != model:
+            raise ConversionError(f"--model {model}: not a {model} checkpoint; it holds a {other} (detected from "
+                                  "its keys)")
         try:
             detected = spec.detect_config(state_dict) if spec.detect_config else {}
         except ValueError as e:

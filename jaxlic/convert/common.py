@@ -27,16 +27,62 @@ def strip_prefixes(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray
     return out
 
 
-def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
-    """Reads a ``.pth``/``.pth.tar`` (a state_dict, or a dict holding one under ``state_dict``) into numpy."""
+class UnsafeCheckpoint(ConversionError):
+    """A checkpoint whose pickle needs more than tensors, numbers and containers to load (it could run code)."""
+
+
+def _numpy_globals() -> list:
+    """numpy scalars and arrays inside a checkpoint (a ``best_loss`` saved as ``np.float64``): data, not code.
+    Pickles name them by the numpy that wrote them (``numpy.core`` before 2.0, ``numpy._core`` since)."""
+    from numpy.core import multiarray
+    out = [np.dtype, np.ndarray]
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        out += [(multiarray.scalar, f"{mod}.scalar"), (multiarray._reconstruct, f"{mod}._reconstruct")]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        out += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    return out
+
+
+def load_torch_state_dict(path: str, trust: bool = False) -> dict[str, np.ndarray]:
+    """Reads a ``.pth``/``.pth.tar`` (a state_dict, or a dict holding one under ``state_dict``, as CompressAI's
+    training checkpoints with their optimizer and scheduler states) into numpy.
+
+    Through torch's weights-only unpickler: a checkpoint is data, and a pickle that would call anything but the
+    constructors of tensors, numbers, containers and numpy scalars is refused (``UnsafeCheckpoint``, naming
+    what it asks for) without running it. ``trust=True`` loads it with the full unpickler, which runs whatever
+    code the file holds: only for files you made yourself or whose source you trust."""
     if str(path).endswith(".npz"):
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     try:
         import torch
-    except ImportError as e:
-        raise ImportError("reading .pth checkpoints needs PyTorch: pip install 'jaxlic[torch]'") from e
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    except ImportError:
+        raise ImportError(f"{path}: reading PyTorch checkpoints needs PyTorch: pip install 'jaxlic[torch]' "
+                          "(or convert it where torch is installed: jaxlic convert IN.pth OUT.npz)") from None
+    import pickle
+    try:
+        if trust:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_numpy_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if trust:
+            raise ConversionError(f"{path} is not a readable PyTorch checkpoint ({e})") from None
+        found = re.findall(r"GLOBAL ([\w.]+)", str(e))
+        try:  # everything the file would import, without running it (zip-format checkpoints)
+            found = torch.serialization.get_unsafe_globals_in_checkpoint(path) or found
+        except Exception:  # an older torch, a legacy-format file: the unpickler's message named the first
+            pass
+        allowed = {o[1] if isinstance(o, tuple) else f"{o.__module__}.{o.__qualname__}" for o in _numpy_globals()}
+        found = [g for g in found if g not in allowed]
+        raise UnsafeCheckpoint(
+            f"{path}: refused to load: its pickle calls {', '.join(found) or 'something'}, which a checkpoint of "
+            "weights does not need and which could run code; nothing was run. Load it with trust=True "
+            "(--trust-pickle) only if you made it yourself or trust its source") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ConversionError(f"{path} is not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):

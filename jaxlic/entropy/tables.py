@@ -98,6 +98,26 @@ class CodingTable:
             if row[0] != 0 or row[-1] != total or np.any(np.diff(row) <= 0):
                 raise ValueError(f"coding table {i} is not a strictly increasing CDF from 0 to {total}")
 
+    def code_lengths(self, symbols: np.ndarray, indexes: np.ndarray) -> np.ndarray:
+        """Bits each symbol costs under these tables, element by element (float64, the shape of ``symbols``):
+        ``precision - log2(frequency)``, and for a value outside its table the escape symbol plus the escape's own
+        code as the constriction coder writes it (a 34-way bit length, then the bits below the leading one of the
+        zigzagged value; tfc writes escapes in a similar number of bits)."""
+        symbols = np.asarray(symbols).astype(np.int64)
+        indexes = np.asarray(indexes).astype(np.int64)
+        v = symbols - self.offset[indexes]
+        esc = self.cdf_length[indexes] - 2
+        is_esc = (v < 0) | (v >= esc)
+        v = np.where(is_esc, esc, v)
+        freq = self.cdf[indexes, v + 1] - self.cdf[indexes, v]
+        bits = self.precision - np.log2(freq.astype(np.float64))
+        if is_esc.any():
+            raw = symbols - self.offset[indexes]
+            z = np.where(raw >= 0, 2 * raw, -2 * raw - 1)
+            nbits = np.where(z > 0, np.floor(np.log2(np.maximum(z, 1))) + 1, 0)
+            bits = bits + np.where(is_esc, np.log2(34) + np.maximum(nbits - 1, 0), 0)
+        return bits
+
     def ideal_bits(self, symbols: np.ndarray, indexes: np.ndarray) -> float:
         """Code length in bits of the quantized model, without escape payloads (for diagnostics)."""
         v = symbols.astype(np.int64) - self.offset[indexes]

@@ -4,12 +4,10 @@ from __future__ import annotations
 import json
 import os
 
-from jaxlic.codec import Codec
 from jaxlic.evaluation import anchors as anchor_lib
 from jaxlic.evaluation.bdrate import bd_rate
 from jaxlic.evaluation.plot import rd_plot
 from jaxlic.evaluation.rd import curve, evaluate, load_images, ms_ssim_rgb_batch, write_results
-from jaxlic.export import load_model
 
 
 def run(checkpoints, images_dir, out, coder, label, anchors, published, progress=True) -> str:
@@ -20,10 +18,10 @@ def run(checkpoints, images_dir, out, coder, label, anchors, published, progress
     images = load_images(images_dir)
     points, rows, names = [], [], set()
     for ck in checkpoints:
-        name, config, model, variables, tables = load_model(ck)
-        names.add(name)
-        r = evaluate(Codec(name, model, variables, tables, config), images, coder, progress,
-                     desc=os.path.basename(ck))
+        from jaxlic.api import load
+        codec = load(ck, coder=coder)
+        names.add(codec.name)
+        r = evaluate(codec, images, progress=progress, desc=os.path.basename(ck))
         points.append(r)
         rows += [{"checkpoint": ck, **x} for x in r]
     label = label or "/".join(sorted(names))

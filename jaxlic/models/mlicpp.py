@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlic import plan as P
+from jaxlic.errors import UserError
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
 from jaxlic.entropy.quantization import quantize, ste_round
 from jaxlic.layers.blocks import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, gelu
@@ -314,6 +315,10 @@ class MLICPlusPlus(HyperpriorModel):
 
     def setup(self):
         N, M, p, s, n = self.N, self.M, self.precision, self.M // self.slice_num, self.slice_num
+        if M % n or s < 32:
+            # the official model's inter-slice attention has slice_ch * i // 32 heads of 32 channels
+            raise UserError(f"mlicpp: M={M} with slice_num={n} gives {M / n:g} channels per slice; MLIC++ needs a "
+                            "whole number of at least 32 (its global inter-slice attention has heads of 32 channels)")
         self.g_a = AnalysisTransform(N, M, p)
         self.g_s = SynthesisTransform(N, M, self.old_g_s, p)
         self.h_a = HyperAnalysis(N, p)
