@@ -34,7 +34,8 @@ class UnsafeCheckpoint(ConversionError):
 def _numpy_globals() -> list:
     """numpy scalars and arrays inside a checkpoint (a ``best_loss`` saved as ``np.float64``): data, not code.
     Pickles name them by the numpy that wrote them (``numpy.core`` before 2.0, ``numpy._core`` since)."""
-    from numpy.core import multiarray
+    import importlib
+    multiarray = importlib.import_module("numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray")
     out = [np.dtype, np.ndarray]
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         out += [(multiarray.scalar, f"{mod}.scalar"), (multiarray._reconstruct, f"{mod}._reconstruct")]
