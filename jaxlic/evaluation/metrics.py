@@ -20,35 +20,39 @@ def _gaussian(size: int, sigma: float) -> np.ndarray:
 
 
 def _blur(x, g):
-    """Separable Gaussian, VALID, on (B, H, W, C): channels folded into the batch (no depthwise conv, which
-    is a slow path on XLA:CPU)."""
-    b, h, w, c = x.shape
-    y = x.transpose(0, 3, 1, 2).reshape(b * c, h, w, 1)
+    """Separable Gaussian, VALID, over the last two axes (H, W) of a channels-first stack, as sums of shifted
+    slices. XLA:CPU runs a one-channel or depthwise convolution on a slow generic path; these multiply-adds on
+    W-contiguous rows are 4-5x faster again than the same on NHWC with 3 channels (Kodak, measured)."""
     k = len(g)
-    dn = ("NHWC", "HWIO", "NHWC")
-    y = jax.lax.conv_general_dilated(y, jnp.asarray(g).reshape(k, 1, 1, 1), (1, 1), "VALID", dimension_numbers=dn,
-                                     precision=jax.lax.Precision.HIGHEST)
-    y = jax.lax.conv_general_dilated(y, jnp.asarray(g).reshape(1, k, 1, 1), (1, 1), "VALID", dimension_numbers=dn,
-                                     precision=jax.lax.Precision.HIGHEST)
-    return y.reshape(b, c, y.shape[1], y.shape[2]).transpose(0, 2, 3, 1)
+    h, w = x.shape[-2] - k + 1, x.shape[-1] - k + 1
+    # the barrier keeps XLA from fusing the two passes, which would recompute the first pass's taps for each of
+    # the second's
+    y = jax.lax.optimization_barrier(sum(float(g[i]) * x[..., i:i + h, :] for i in range(k)))
+    return sum(float(g[j]) * y[..., j:j + w] for j in range(k))
 
 
 def _ssim_cs(x, y, max_val, g, k1, k2):
+    """Mean SSIM and contrast-structure per image and channel of (B, C, H, W): all four blurs in one pass.
+    (Co)variances are blurred around each channel's mean, so they do not come from differences of nearly equal
+    large numbers (a constant image has contrast-structure 1 exactly)."""
     c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
-    mx, my = _blur(x, g), _blur(y, g)
-    num0, den0 = 2.0 * mx * my, mx * mx + my * my
-    luminance = (num0 + c1) / (den0 + c1)
-    num1, den1 = 2.0 * _blur(x * y, g), _blur(x * x + y * y, g)
-    cs = (num1 - num0 + c2) / (den1 - den0 + c2)
-    return jnp.mean(luminance * cs, axis=(1, 2)), jnp.mean(cs, axis=(1, 2))  # per channel (B, C)
+    ux, uy = jnp.mean(x, axis=(2, 3), keepdims=True), jnp.mean(y, axis=(2, 3), keepdims=True)
+    x, y = x - ux, y - uy
+    mx, my, bxy, bsq = _blur(jnp.stack([x, y, x * y, x * x + y * y]), g)
+    cov2 = 2.0 * (bxy - mx * my)
+    var = bsq - mx * mx - my * my
+    mx, my = mx + ux, my + uy
+    luminance = (2.0 * mx * my + c1) / (mx * mx + my * my + c1)
+    cs = (cov2 + c2) / (var + c2)
+    return jnp.mean(luminance * cs, axis=(2, 3)), jnp.mean(cs, axis=(2, 3))  # (B, C)
 
 
 def _downsample(x):
-    """2x2 average pooling after symmetric padding of odd sizes (as tf.image.ssim_multiscale)."""
-    h, w = x.shape[1:3]
-    x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="symmetric")
-    b, h, w, c = x.shape
-    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+    """2x2 average pooling of (B, C, H, W) after symmetric padding of odd sizes (as tf.image.ssim_multiscale)."""
+    h, w = x.shape[2:4]
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, h % 2), (0, w % 2)), mode="symmetric")
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
 
 
 def ms_ssim(x, y, max_val: float = 1.0, weights=MS_SSIM_WEIGHTS, filter_size: int = 11, sigma: float = 1.5,
@@ -60,6 +64,7 @@ def ms_ssim(x, y, max_val: float = 1.0, weights=MS_SSIM_WEIGHTS, filter_size: in
         raise ValueError(f"MS-SSIM with {len(weights)} scales needs images of at least ~{need} pixels a side, "
                          f"got {x.shape[1:3]}")
     g = _gaussian(filter_size, sigma)
+    x, y = jnp.moveaxis(x, -1, 1), jnp.moveaxis(y, -1, 1)  # channels first: rows of W are contiguous
     factors = []
     for i in range(len(weights)):
         ssim, cs = _ssim_cs(x, y, max_val, g, k1, k2)
