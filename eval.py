@@ -6,7 +6,9 @@
 Writes OUTDIR/results.json (CompressAI format: per RD point, means over images of bpp from file sizes, estimated
 bpp from likelihoods, PSNR-RGB and MS-SSIM of the 8-bit reconstruction, encode/decode seconds), per_image.csv,
 anchors/{jpeg,webp}.json (Pillow on the same images), bd_rate.json (the model's BD-rate in percent against each
-anchor curve: jpeg, webp and, on Kodak, the published VTM/BPG/JPEG points) and rd.png.
+anchor curve: jpeg, webp and, on Kodak, the published VTM/BPG/JPEG points) and rd.png; with --visuals also
+visuals/index.html (open it in a browser: bit-allocation maps, reconstructions beside JPEG / WebP at the nearest
+rate, zoomed crops, the RD plot).
 """
 import argparse
 import os
@@ -26,6 +28,9 @@ def main(argv=None) -> int:
     p.add_argument("--anchors", default="jpeg,webp", help="Pillow codecs to compute on the same images ('' for none)")
     p.add_argument("--published", choices=["auto", "yes", "no"], default="auto",
                    help="draw and compare the published Kodak anchors (auto: when the images are Kodak's)")
+    p.add_argument("--visuals", action="store_true", help="per image: the bit-allocation map, the reconstruction "
+                   "beside the original and JPEG / WebP at the nearest rate, zoomed crops; OUT/visuals/index.html "
+                   "shows them all with the RD plot")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
 
@@ -44,7 +49,7 @@ def main(argv=None) -> int:
             raise UserError(f"--anchors: unknown {bad}; known: jpeg, webp")
         from jaxlic.evaluation.report import run
         print(run(checkpoints, args.images, args.out, args.coder, args.label, anchors, args.published,
-                  progress=not args.quiet))
+                  progress=not args.quiet, visuals=args.visuals))
     return report("eval.py", evaluate)
 
 

@@ -145,7 +145,7 @@ def test_eval_writes_results_curve_anchors_and_bd_rate(tmp_path, checkpoint):
         Image.fromarray(imgs[f"im{i}.png"]).save(tmp_path / f"im{i}.png")
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, "eval.py", "--checkpoint", checkpoint[0], "--checkpoint", checkpoint[1],
-                        "--images", tmp_path, "--out", out, "--quiet"], capture_output=True, text=True,
+                        "--images", tmp_path, "--out", out, "--quiet", "--visuals"], capture_output=True, text=True,
                        cwd=pathlib.Path(__file__).resolve().parents[1], timeout=600)
     assert p.returncode == 0, p.stderr
     assert "BD-rate" in p.stdout
@@ -176,6 +176,11 @@ def test_eval_writes_results_curve_anchors_and_bd_rate(tmp_path, checkpoint):
         c = json.loads((out / "anchors" / f"{a}.json").read_text())["results"]
         assert bd[a] == bd_rate(c["bpp"], c["psnr-rgb"], res["results"]["bpp"], res["results"]["psnr-rgb"])
     assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --visuals: one static page with the RD plot and a figure per image, all beside it
+    page = (out / "visuals" / "index.html").read_text()
+    for src in ("rd.png", "im0.png", "im1.png"):
+        assert f"src='{src}'" in page
+        assert (out / "visuals" / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_build_dataset_and_export(tmp_path, checkpoint):

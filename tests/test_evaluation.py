@@ -34,3 +34,30 @@ def test_batched_ms_ssim_is_per_image_ms_ssim():
     want = [ms_ssim_rgb(x, y) for x, y in zip(a, b)]
     np.testing.assert_allclose(got[:3], want[:3], rtol=1e-5)
     assert np.isnan(got[3]) and np.isnan(want[3])
+
+
+def test_anchor_at_the_nearest_rate():
+    """The Pillow quality whose file size is nearest the target, over all 100 qualities."""
+    import io
+    from PIL import Image
+    from jaxlic.evaluation.visuals import at_rate
+    rng = np.random.default_rng(4)
+    img = np.clip(np.cumsum(rng.integers(-6, 7, (48, 64, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
+    for codec, fmt in (("jpeg", "JPEG"), ("webp", "WEBP")):
+        sizes = {}
+        for q in range(1, 101):
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format=fmt, quality=q)
+            sizes[q] = buf.tell()
+        for target in (sizes[7] + 3, sizes[40], (sizes[60] + sizes[90]) // 2):
+            q, n, rec = at_rate(img, codec, target)
+            assert n == sizes[q] and rec.shape == img.shape
+            assert abs(n - target) == min(abs(s - target) for s in sizes.values()), (codec, target, q)
+
+
+def test_most_detailed_region():
+    from jaxlic.evaluation.visuals import detailed_region
+    img = np.full((100, 140, 3), 90, np.uint8)
+    img[37:57, 81:101] = np.random.default_rng(0).integers(0, 256, (20, 20, 3))
+    assert detailed_region(img, 20) == (37, 81, 20)
+    assert detailed_region(img, 500)[2] == 100  # the window never exceeds the image

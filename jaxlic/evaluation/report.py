@@ -10,16 +10,18 @@ from jaxlic.evaluation.plot import rd_plot
 from jaxlic.evaluation.rd import curve, evaluate, load_images, ms_ssim_rgb_batch, write_results
 
 
-def run(checkpoints, images_dir, out, coder, label, anchors, published, progress=True) -> str:
+def run(checkpoints, images_dir, out, coder, label, anchors, published, progress=True, visuals=False) -> str:
     """Evaluates ``checkpoints`` (one RD curve) on the images in ``images_dir`` with real files, computes the
     Pillow ``anchors`` on the same images (cached per image set and Pillow version), BD-rates against them and,
     for Kodak (``published="auto"``) or on request, the published points; writes everything to ``out`` and
-    returns the printed report."""
+    returns the printed report. ``visuals``: also the pictures of ``jaxlic.evaluation.visuals`` for the middle
+    checkpoint of the curve (the default model of the shipped ones), under ``out/visuals/``."""
     images = load_images(images_dir)
-    points, rows, names = [], [], set()
+    from jaxlic.api import load
+    points, rows, names, codecs = [], [], set(), []
     for ck in checkpoints:
-        from jaxlic.api import load
         codec = load(ck, coder=coder)
+        codecs.append(codec)
         names.add(codec.name)
         r = evaluate(codec, images, progress=progress, desc=os.path.basename(ck))
         points.append(r)
@@ -48,6 +50,14 @@ def run(checkpoints, images_dir, out, coder, label, anchors, published, progress
             f"{label} on {os.path.basename(os.path.normpath(images_dir))} ({len(images)} images)",
             dashed=tuple(anchor_lib.PUBLISHED_KODAK))
 
+    page = None
+    if visuals:
+        from jaxlic.evaluation.visuals import write_visuals
+        middle = len(codecs) // 2
+        page = write_visuals(codecs[middle], images, out, os.path.join(out, "rd.png"),
+                             os.path.basename(str(checkpoints[middle])).removesuffix(".npz"),
+                             [a for a in ("jpeg", "webp") if a in anchors] or ["jpeg", "webp"], progress)
+
     lines = [f"{'checkpoint':34s} {'bpp':>7s} {'est.bpp':>7s} {'PSNR':>7s} {'MS-SSIM':>8s} {'enc s':>6s} "
              f"{'dec s':>6s}"]
     for ck, pts in zip(checkpoints, points):
@@ -59,5 +69,5 @@ def run(checkpoints, images_dir, out, coder, label, anchors, published, progress
     lines.append("BD-rate (PSNR) of " + label + ": " + ", ".join(
         f"{k} {'n/a (no overlap)' if v is None else f'{v:+.2f}%'}" for k, v in bd.items()))
     lines.append(f"wrote {out}/results.json, per_image.csv, bd_rate.json, rd.png"
-                 + (", anchors/" if anchors else ""))
+                 + (", anchors/" if anchors else "") + (f"; visuals: {page}" if page else ""))
     return "\n".join(lines)
