@@ -89,7 +89,8 @@ def first_run() -> str:
     """first_run.json: the main job from a fresh clone (empty compilation and anchor caches), then again."""
     r = _load("first_run.json")
     rows = [(run["name"], f"{run['wall_s']:.0f} s") for run in r["runs"]]
-    return _table(("`python eval.py --images ../shared/datasets/kodak --out out/kodak`", "wall time"), rows)
+    return _table(("from a fresh clone" + (" (pip's download cache warm)" if r["installed"] else ""), "wall time"),
+                  rows)
 
 
 # --- docs/models.md -------------------------------------------------------------------------------------------
@@ -272,6 +273,19 @@ def cwam() -> str:
     return _table(("", "forward", "compress", "decompress", "g_a / g_s", "context (decompress - g_s)"), rows)
 
 
+def cwam_parts() -> str:
+    """cwam_N128.json: each part of the transforms alone, seconds, jaxlic / official."""
+    t = _load("cwam_N128.json")["transform_parts"]
+    parts = {}
+    for side in ("jaxlic", "official"):
+        for g in ("g_a", "g_s"):
+            for r in t[side][g]:
+                parts.setdefault(r["part"], {})[(side, g)] = r["s"]
+    cell = lambda p, g: (f"{p[('jaxlic', g)]:.2f} / {p[('official', g)]:.2f}"
+                         if ("jaxlic", g) in p and ("official", g) in p else "")
+    return _table(("part (N=128)", "g_a", "g_s"), [(name, cell(p, "g_a"), cell(p, "g_s")) for name, p in parts.items()])
+
+
 def stf_speed() -> str:
     """stf.json: the official size, the same random weights on both sides, kodim01, medians."""
     d = _load("stf.json")
@@ -318,7 +332,7 @@ def mlicpp_scaling() -> str:
 
 GENERATORS = {f.__name__: f for f in (models, kodak_shipped, first_run, parity, crossplatform, codec_overhead,
                                       precision, scale_params, scale_stf, scale_mlicpp, coders, layers, train_step,
-                                      cli, zoo, cwam, stf_speed, stf_rate, mlicpp_speed, mlicpp_scaling)}
+                                      cli, zoo, cwam, cwam_parts, stf_speed, stf_rate, mlicpp_speed, mlicpp_scaling)}
 
 
 def render(text: str) -> str:
