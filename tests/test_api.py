@@ -214,3 +214,5 @@ def test_models_and_their_modules():
     assert "Minnen" in jaxlic.describe("mbt2018-mean")
     with pytest.raises(UserError, match="unknown model"):
         jaxlic.model("bpg")
+    with pytest.raises(UserError, match="at least 32"):  # not a ZeroDivisionError from inside the attention
+        jaxlic.init("mlicpp", N=8, M=12, slice_num=3)

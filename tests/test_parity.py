@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import nhwc, rel_err
-from helpers import assert_8bit_matches, converted
+from helpers import assert_8bit_matches, assert_bits_match_streams, converted
 from jaxlic.codec import Codec
+from jaxlic.coding.container import write_container
 from jaxlic.convert.compressai import compressai_tables
 
 pytestmark = pytest.mark.parity
@@ -90,7 +91,10 @@ def test_real_codec_decodes_official_image(fixture, tables):
     x = nhwc(out["x"])
     for b in range(x.shape[0]):
         img = np.round(x[b] * 255).astype(np.uint8)
-        data = codec.compress(img)
+        enc = {}
+        c, _ = codec.encode_latents(img, latents_out=enc)
+        assert_bits_match_streams(codec, enc, c)
+        data = write_container(c)
         x_hat, _ = codec.decode_latents(data)
         err = rel_err(np.clip(x_hat, 0, 1), nhwc(out["decoded_x_hat"])[b])  # CompressAI clamps to [0, 1]
         print(f"{fixture} decoded x_hat ({tables} tables): max relative error {err:.2e}; file {len(data)} bytes, "
