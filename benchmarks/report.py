@@ -16,7 +16,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = ("README.md", "docs/models.md", "docs/format.md", "docs/training.md", "docs/benchmarks.md")
+PAGES = ("README.md", "docs/models.md", "docs/format.md", "docs/training.md", "docs/benchmarks.md", "docs/XLA_CPU.md")
 GIB = 1 << 30
 _BLOCK = re.compile(r"(<!-- report: ([\w-]+) -->\n)(.*?)(<!-- /report -->)", re.S)
 
@@ -330,9 +330,17 @@ def mlicpp_scaling() -> str:
                   [(f"{s}^2", *(rows[s].get(c, "") for c in cols)) for s in sorted(rows)])
 
 
+def wavefront_products() -> str:
+    """wavefront_step.json: mbt2018 q5's four context products per wavefront step, by layout (ms per call)."""
+    d = _load("wavefront_step.json")
+    cols = [k for k in d["rows"][0] if k != "positions"]
+    return _table(("positions", *cols), [(r["positions"], *(f"{r[c]:.2f}" for c in cols)) for r in d["rows"]])
+
+
 GENERATORS = {f.__name__: f for f in (models, kodak_shipped, first_run, parity, crossplatform, codec_overhead,
                                       precision, scale_params, scale_stf, scale_mlicpp, coders, layers, train_step,
-                                      cli, zoo, cwam, cwam_parts, stf_speed, stf_rate, mlicpp_speed, mlicpp_scaling)}
+                                      cli, zoo, cwam, cwam_parts, stf_speed, stf_rate, mlicpp_speed, mlicpp_scaling,
+                                      wavefront_products)}
 
 
 def render(text: str) -> str:
