@@ -311,7 +311,7 @@ class Codec:
 
         sym, means, state = fn.run(self.variables, code, clock, margin=ENCODER_MARGIN * repair.delta)
         if latents_out is not None:
-            latents_out.update(coded.by_latent(self.tables))
+            latents_out.update(coded.by_latent(self.tables, backend.name))
             latents_out.update({f"{k}_hat": np.asarray(a) for k, a in
                                 fn.latents(fn.final_state(self.variables, state, sym, means)).items()})
         if indexes_out is not None:
@@ -447,9 +447,9 @@ class _Coded:
     def indexes(self):
         return {k: v if isinstance(v, np.ndarray) else np.concatenate(v) for k, v in self.idx.items()}
 
-    def by_latent(self, tables: Mapping[str, CodingTable] | None = None):
+    def by_latent(self, tables: Mapping[str, CodingTable] | None = None, coder: str = "constriction"):
         """Per latent, its symbols and table indexes at their positions (NHWC) and, given the coding tables, the
-        bits each element costs (``CodingTable.code_lengths``, escapes included)."""
+        bits each element costs (``CodingTable.code_lengths``, escapes as ``coder`` writes them)."""
         out = {}
         for name, parts in self.pos.items():
             shape = self.fn.plan.shapes[name]
@@ -458,7 +458,7 @@ class _Coded:
             for pos, s, i, table in parts:
                 sym[pos], idx[pos] = s, i
                 if tables is not None:
-                    bits[pos] = tables[table].code_lengths(s, i)
+                    bits[pos] = tables[table].code_lengths(s, i, coder)
             out[f"{name}_symbols"], out[f"{name}_indexes"] = sym.reshape(shape), idx.reshape(shape)
             if tables is not None:
                 out[f"{name}_bits"] = bits.reshape(shape)

@@ -98,24 +98,29 @@ class CodingTable:
             if row[0] != 0 or row[-1] != total or np.any(np.diff(row) <= 0):
                 raise ValueError(f"coding table {i} is not a strictly increasing CDF from 0 to {total}")
 
-    def code_lengths(self, symbols: np.ndarray, indexes: np.ndarray) -> np.ndarray:
+    def code_lengths(self, symbols: np.ndarray, indexes: np.ndarray, coder: str = "constriction") -> np.ndarray:
         """Bits each symbol costs under these tables, element by element (float64, the shape of ``symbols``):
         ``precision - log2(frequency)``, and for a value outside its table the escape symbol plus the escape's own
-        code as the constriction coder writes it (a 34-way bit length, then the bits below the leading one of the
-        zigzagged value; tfc writes escapes in a similar number of bits)."""
+        code as ``coder`` writes it. constriction (``jaxlic.coding.coders``): a 34-way bit length, then the bits
+        below the leading one of the zigzagged value. tfc (tensorflow-compression's ops): an Elias-gamma code of the
+        distance beyond the table's range and a sign bit, 2 x bit length bits."""
         symbols = np.asarray(symbols).astype(np.int64)
         indexes = np.asarray(indexes).astype(np.int64)
         v = symbols - self.offset[indexes]
-        esc = self.cdf_length[indexes] - 2
+        esc = (self.cdf_length[indexes] - 2).astype(np.int64)
         is_esc = (v < 0) | (v >= esc)
-        v = np.where(is_esc, esc, v)
-        freq = self.cdf[indexes, v + 1] - self.cdf[indexes, v]
+        coded = np.where(is_esc, esc, v)
+        freq = self.cdf[indexes, coded + 1] - self.cdf[indexes, coded]
         bits = self.precision - np.log2(freq.astype(np.float64))
         if is_esc.any():
-            raw = symbols - self.offset[indexes]
-            z = np.where(raw >= 0, 2 * raw, -2 * raw - 1)
-            nbits = np.where(z > 0, np.floor(np.log2(np.maximum(z, 1))) + 1, 0)
-            bits = bits + np.where(is_esc, np.log2(34) + np.maximum(nbits - 1, 0), 0)
+            if coder == "tfc":
+                gamma = np.where(v < 0, -v, np.maximum(v - esc + 1, 0))  # 0 where not an escape
+                extra = 2 * _bit_length(gamma)
+            elif coder == "constriction":
+                extra = np.log2(34) + np.maximum(_bit_length(np.where(v >= 0, 2 * v, -2 * v - 1)) - 1, 0)
+            else:
+                raise ValueError(f"unknown coder {coder!r}")
+            bits = bits + np.where(is_esc, extra, 0)
         return bits
 
     def ideal_bits(self, symbols: np.ndarray, indexes: np.ndarray) -> float:
@@ -125,3 +130,16 @@ class CodingTable:
         v = np.where((v < 0) | (v >= esc), esc, v)
         freq = self.cdf[indexes, v + 1] - self.cdf[indexes, v]
         return float(np.sum(self.precision - np.log2(freq)))
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Bits of each non-negative integer (0 for 0), exactly, for int64 values."""
+    x = np.asarray(x, np.int64)
+    if (x < 0).any():
+        raise ValueError("bit length of a negative number")
+    out = np.zeros(x.shape, np.int64)
+    rest = x.copy()
+    while rest.any():
+        out += rest > 0
+        rest >>= 1
+    return out
