@@ -47,8 +47,10 @@ def main(argv=None) -> int:
         bad = [a for a in anchors if a not in ("jpeg", "webp")]
         if bad:
             raise UserError(f"--anchors: unknown {bad}; known: jpeg, webp")
+        import jaxlic
         from jaxlic.evaluation.report import run
-        print(run(checkpoints, args.images, args.out, args.coder, args.label, anchors, args.published,
+        codecs = [(ck, jaxlic.load(ck, coder=args.coder)) for ck in checkpoints]
+        print(run(codecs, args.images, args.out, args.coder, args.label, anchors, args.published,
                   progress=not args.quiet, visuals=args.visuals))
     return report("eval.py", evaluate)
 

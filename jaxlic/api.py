@@ -330,7 +330,7 @@ def load(spec: str | os.PathLike | None = None, variables=None, *, config: Mappi
                 raise LoadError(f"{path} is a jaxlic model file: its configuration is stored in it ({cfg}); "
                                 "drop config=")
         else:
-            from jaxlic.convert.checkpoint import convert_checkpoint
+            from jaxlic.export import convert_checkpoint
             name, cfg, _, v, t = convert_checkpoint(path, None, model, dict(config or {}), tables, trust=trust)
     except (UserError, ImportError) as e:
         raise _with_path(e, path) from None

@@ -128,7 +128,7 @@ def cmd_init(args):
 
 
 def cmd_convert(args):
-    from jaxlic.convert.checkpoint import convert_checkpoint
+    from jaxlic.export import convert_checkpoint
     notes = []
     name, config, _, variables, _ = convert_checkpoint(args.input, args.output, args.model,
                                                        _parse_config(args.config), args.tables, notes,

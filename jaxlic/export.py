@@ -1,4 +1,6 @@
-"""Inference checkpoints: one ``.npz`` with the model name, its config, its variables and frozen coding tables.
+"""Inference checkpoints: one ``.npz`` with the model name, its config, its variables and frozen coding tables,
+and the conversion of official checkpoints into them (``convert_checkpoint``: the key maps of ``jaxlic.convert``
+and the registry's model detection, above both).
 
 This is what the CLI, ``eval.py`` and the converter exchange (training checkpoints are orbax directories).
 Loading checks the model name, the configuration and every array, and says what is wrong if anything is.
@@ -7,18 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 import zlib
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from jaxlic.convert.common import ConversionError, load_torch_state_dict, strip_prefixes
+from jaxlic.convert.compressai import compressai_tables
 from jaxlic.entropy.tables import CodingTable
 from jaxlic.errors import UserError
-from jaxlic.registry import get_spec
+from jaxlic.registry import detect_model, get_spec
 
 _META = "__jaxlic__"
 FORMAT = 1
@@ -122,3 +127,64 @@ def load_model(path: str, precision: Any = None):
     if not tables:
         raise CheckpointError(f"{path} has no frozen coding tables; run the freeze step (jaxlic.export.save_model)")
     return name, config, model, variables, tables
+
+
+def convert_checkpoint(source, output: str | None = None, model: str | None = None, config: dict | None = None,
+                       tables: str = "rebuild", notes: list | None = None, trust: bool = False):
+    """Reads an official checkpoint (``.pth``/``.pth.tar``, a state_dict ``.npz``, or a state_dict mapping),
+    detects the model and its configuration from the keys and shapes unless ``model``/``config`` say otherwise,
+    maps every key (a ``ConversionError`` lists anything missing, left over or of the wrong shape) and, if
+    ``output`` is given, writes a jaxlic checkpoint that the CLI and ``eval.py`` load. ``tables``: "rebuild"
+    the coding tables from the weights, or take the "checkpoint"'s CDF buffers. ``notes``, if given, receives a
+    line for each official module that was dropped because the official forward never uses it. ``trust``: load a
+    ``.pth`` whose pickle needs more than tensors and numbers (it runs the code it holds; see
+    ``load_torch_state_dict``).
+
+    Returns (model name, config, model, variables, tables)."""
+    if tables not in ("rebuild", "checkpoint"):
+        raise ValueError(f"tables must be 'rebuild' or 'checkpoint', got {tables!r}")
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.exists(source):
+            raise ConversionError(f"checkpoint not found: {source}")
+        state_dict = load_torch_state_dict(str(source), trust=trust)
+    elif isinstance(source, Mapping):
+        state_dict = source
+    else:
+        raise TypeError(f"source must be a path or a state_dict, got {type(source).__name__}")
+    state_dict = strip_prefixes(state_dict)
+    if model is None:
+        name, cfg = detect_model(state_dict)
+    else:
+        spec = get_spec(model)
+        try:
+            other, _ = detect_model(state_dict)
+        except UserError:
+            other = None  # no single model matches: the user's --model decides
+        if other is not None and other != model:
+            raise ConversionError(f"--model {model}: not a {model} checkpoint; it holds a {other} (detected from "
+                                  "its keys)")
+        try:
+            detected = spec.detect_config(state_dict) if spec.detect_config else {}
+        except ValueError as e:
+            raise ConversionError(f"--model {model}: {e}") from None
+        name, cfg = model, {**spec.defaults, **detected}
+    cfg.update(config or {})
+    spec = get_spec(name)
+    module = spec.build(**cfg)
+    x = jax.ShapeDtypeStruct((1, module.downsampling, module.downsampling, 3), jnp.float32)
+    template = jax.eval_shape(module.init, jax.random.key(0), x)
+    variables = spec.convert(state_dict, template)
+    for pattern, why in spec.unused.items():
+        dropped = [k for k in state_dict if re.fullmatch(pattern, k)]
+        if dropped and notes is not None:
+            notes.append(f"dropped {len(dropped)} keys matching {pattern}: {why}")
+    out_tables = module.build_tables(variables)
+    if tables == "checkpoint":
+        for tname in out_tables:
+            t = compressai_tables(state_dict, tname)
+            if t is None:
+                raise ConversionError(f"tables=checkpoint: the checkpoint has no CDF buffers for {tname}")
+            out_tables[tname] = t
+    if output:
+        save_model(output, name, cfg, variables, out_tables)
+    return name, cfg, module, variables, out_tables

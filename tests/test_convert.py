@@ -59,7 +59,7 @@ def test_pth_tar_file(tmp_path, fixture):
 def test_convert_api_detects_model_and_config(fixture):
     """convert_checkpoint on an official state_dict: model and configuration from its keys and shapes, every key
     mapped, the same variables as the explicit conversion, and the checkpoint's own tables on request."""
-    from jaxlic.convert.checkpoint import convert_checkpoint
+    from jaxlic.export import convert_checkpoint
     name, config, model, variables, sd, _ = converted(fixture, precision=None)
     got_name, got_config, _, got, tables = convert_checkpoint({f"_orig_mod.{k}": v for k, v in sd.items()})
     assert (got_name, got_config) == (name, config) and _same(got, variables)
@@ -85,7 +85,7 @@ def test_each_compressai_model_detected_as_itself_and_refused_as_any_other(fixtu
     state_dict is detected as its own model only, and converting it as any other registered model fails with
     an error naming the mismatch."""
     from conftest import fixture_dir
-    from jaxlic.convert.checkpoint import convert_checkpoint
+    from jaxlic.export import convert_checkpoint
     from jaxlic.registry import REGISTRY, detect_model
     with np.load(fixture_dir(fixture) / "weights.npz") as f:
         sd = {k: f[k] for k in f.files}

@@ -224,7 +224,7 @@ def test_cli_convert_drops_the_unused_module_with_a_note(fixture, tmp_path, caps
     state_dict without ``enh1`` converts to the same weights."""
     import re
     from jaxlic.cli import main
-    from jaxlic.convert.checkpoint import convert_checkpoint
+    from jaxlic.export import convert_checkpoint
     assert main(["convert", str(fixture_dir(fixture) / "weights.npz"), str(tmp_path / "m.npz")]) == 0
     out = capsys.readouterr().out
     assert re.search(r"note: dropped \d+ keys matching enh1.*never calls", out) and "wrote" in out and "cwam" in out

@@ -153,7 +153,7 @@ def test_published_size_keys_and_count(fixture):
     """The official default model (manifest_full.json): detected from its keys, every key converts, 417,843,543
     parameters; a missing key or a left-over one is named; the official loader's dropped ``h_s.*`` is noted."""
     from jaxlic.convert import ConversionError
-    from jaxlic.convert.checkpoint import convert_checkpoint
+    from jaxlic.export import convert_checkpoint
     from jaxlic.layers.swin import relative_position_index
     manifest = json.loads(fixture_file(fixture, "manifest_full.json").read_text())
     variant = manifest["variants"][0]

@@ -127,7 +127,7 @@ _NETS = {"cc_mean_transforms2": ("cc_mean", "cc_mean_support", 0),
 def prepare(sd):
     """(state_dict with each chunk's first convolution split into its hyperprior and support parts, the key
     map for it): the conversion's model-specific step, which needs the configuration."""
-    from jaxlic.models.stf import _support_slots
+    from jaxlic.models.stf import support_slots
 
     cfg = stf_config(sd)
     check_position_indexes(sd)
@@ -135,7 +135,7 @@ def prepare(sd):
     cw = M // cfg["num_slices"]
     K = cfg["num_slices"] * cfg["grid"] ** 2
     W = min(cfg["max_support"], K - 1)
-    slots = {extra: _support_slots(K, W, extra) for extra in (0, 1)}
+    slots = {extra: support_slots(K, W, extra) for extra in (0, 1)}
     out = {}
     for key, v in sd.items():
         m = re.fullmatch(r"(%s)\.(\d+)\.0\.weight" % "|".join(_NETS), key)

@@ -10,20 +10,20 @@ from jaxlic.evaluation.plot import rd_plot
 from jaxlic.evaluation.rd import curve, evaluate, load_images, ms_ssim_rgb_batch, write_results
 
 
-def run(checkpoints, images_dir, out, coder, label, anchors, published, progress=True, visuals=False) -> str:
-    """Evaluates ``checkpoints`` (one RD curve) on the images in ``images_dir`` with real files, computes the
+def run(codecs, images_dir, out, coder, label, anchors, published, progress=True, visuals=False) -> str:
+    """Evaluates ``codecs`` ((checkpoint, ``jaxlic.Codec``) pairs: one RD curve, loaded by the caller) on the
+    images in ``images_dir`` with real files, computes the
     Pillow ``anchors`` on the same images (cached per image set and Pillow version), BD-rates against them and,
     for Kodak (``published="auto"``) or on request, the published points; writes everything to ``out`` and
     returns the printed report. ``visuals``: also the pictures of ``jaxlic.evaluation.visuals`` for the middle
     checkpoint of the curve (the default model of the shipped ones), under ``out/visuals/``."""
     images = load_images(images_dir)
-    from jaxlic.api import load
-    points, rows, names, codecs = [], [], set(), []
-    for ck in checkpoints:
-        codec = load(ck, coder=coder)
-        codecs.append(codec)
+    checkpoints = [ck for ck, _ in codecs]
+    codecs = [c for _, c in codecs]
+    points, rows, names = [], [], set()
+    for ck, codec in zip(checkpoints, codecs):
         names.add(codec.name)
-        r = evaluate(codec, images, progress=progress, desc=os.path.basename(ck))
+        r = evaluate(codec, images, coder, progress=progress, desc=os.path.basename(ck))
         points.append(r)
         rows += [{"checkpoint": ck, **x} for x in r]
     label = label or "/".join(sorted(names))

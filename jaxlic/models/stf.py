@@ -49,7 +49,7 @@ def chunk_order(num_slices: int, grid: int, order: str = "official") -> tuple[tu
     return tuple((s, r, c) for r, c in blocks for s in range(num_slices))
 
 
-def _support_slots(K: int, W: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
+def support_slots(K: int, W: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
     """Where each chunk's support kernels start in the ragged store and how many slots it has: chunk k sees
     min(k, W) decoded chunks (+ ``extra``: the LRP also sees its own rounded chunk)."""
     counts = np.array([min(k, W) + extra for k in range(K)], np.int32)
@@ -186,8 +186,8 @@ def _window(store, start, count, n: int):
 def support_kernels(stores, k, W: int, K: int):
     """Chunk k's support kernels (mean, scale: W slots; LRP: W + 1 with its own rounded chunk at slot
     min(k, W)) and min(k, W)."""
-    starts, counts = _support_slots(K, W, 0)
-    starts_l, counts_l = _support_slots(K, W, 1)
+    starts, counts = support_slots(K, W, 0)
+    starts_l, counts_l = support_slots(K, W, 1)
     m = jnp.asarray(counts)[k]
     return (_window(stores[0], jnp.asarray(starts)[k], m, W), _window(stores[1], jnp.asarray(starts)[k], m, W),
             _window(stores[2], jnp.asarray(starts_l)[k], jnp.asarray(counts_l)[k], W + 1)), m
@@ -285,7 +285,7 @@ class STFZigzag(HyperpriorModel):
         self.gaussian_conditional = GaussianConditional()
         K, cw, W, w0 = len(self.chunk_keys), self.chunk_ch, self.support_window, self.context_widths[0]
         hyper_ch = K * cw
-        ms, ls = int(_support_slots(K, W, 0)[1].sum()), int(_support_slots(K, W, 1)[1].sum())
+        ms, ls = int(support_slots(K, W, 0)[1].sum()), int(support_slots(K, W, 1)[1].sum())
         init, init_l = torch_conv_kernel_init(9 * (hyper_ch + W * cw)), torch_conv_kernel_init(9 * (hyper_ch + (W + 1) * cw))
         # every chunk's support kernels, chunk after chunk (min(k, W) slots each; the LRP's one more)
         self.cc_mean_support = self.param("cc_mean_support", init, (ms, 3, 3, cw, w0))
