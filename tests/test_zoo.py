@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import coder_params, fixture_file, nhwc, rel_err
+from jaxlic.errors import UserError
 from helpers import (assert_8bit_matches, assert_bits_match_streams, converted, latent_err, padded_forward,
                      raster_reference)
 from jaxlic.codec import Codec
@@ -151,19 +152,33 @@ TRAINED = {"bmshj2018_factorized", "mbt2018", "cheng2020_attn", "cheng2020_ancho
 
 @pytest.mark.parametrize("fixture", ZOO)
 def test_config_qualities_and_training_gradients(fixture):
-    """configs/<model>.py:quality=Q gives CompressAI's size and lambda of that quality; the tiny config's model
-    trains: the rate-distortion loss with noise has finite gradients, nonzero for every parameter group."""
+    """configs/compressai.py:model=NAME,quality=Q gives CompressAI's size and lambda of that quality (CompressAI
+    1.2.8's ``cfgs`` and training lambdas, written out here); the tiny config's model trains: the
+    rate-distortion loss with noise has finite gradients, nonzero for every parameter group."""
     from jaxlic.training.config import load_config
     from jaxlic.training.losses import rd_loss
-    from jaxlic.zoo import MSE_LAMBDAS, QUALITIES
     name = fixture.replace("_", "-")
-    path = str(ROOT / "configs" / f"{fixture}.py")
-    for q, size in QUALITIES[name].items():
-        c = load_config(f"{path}:quality={q}")
-        assert (c.model, dict(c.model_config), c.lmbda) == (name, size, MSE_LAMBDAS[q])
+    path = str(ROOT / "configs" / "compressai.py")
+    small, big = {"N": 128, "M": 192}, {"N": 192, "M": 320}
+    sizes = {"bmshj2018-factorized": [small] * 5 + [big] * 3, "bmshj2018-hyperprior": [small] * 5 + [big] * 3,
+             "mbt2018": [{"N": 192, "M": 192}] * 4 + [big] * 4, "cheng2020-anchor": [{"N": 128}] * 3 + [{"N": 192}] * 3,
+             "cheng2020-attn": [{"N": 128}] * 3 + [{"N": 192}] * 3, "cheng2020-anchor-checkerboard": [{"N": 192}] * 6,
+             "elic2022-official": [big] * 8,
+             "elic2022-chandelier": [big] * 8}[name]
+    mse = [0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800]
+    ms_ssim = [2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00]
+    for q, size in enumerate(sizes, 1):
+        c = load_config(f"{path}:model={name},quality={q}")
+        assert (c.model, c.loss, c.lmbda) == (name, "mse", mse[q - 1])
+        assert {k: v for k, v in dict(c.model_config).items() if k in size} == size, (q, dict(c.model_config))
+        assert load_config(f"{path}:model={name},quality={q},loss=ms-ssim").lmbda == ms_ssim[q - 1]
+    with pytest.raises(UserError, match="has qualities"):
+        load_config(f"{path}:model={name},quality={len(sizes) + 1}")
+    with pytest.raises(UserError, match="not one of CompressAI's zoo models"):
+        load_config(f"{path}:model={name}x")
+    c = load_config(f"{path}:model={name},tiny")
     if fixture not in TRAINED:
         return
-    c = load_config(f"{path}:tiny")
     model = get_spec(name).build(**c.model_config)
     x = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
     variables = model.init(jax.random.key(0), x)

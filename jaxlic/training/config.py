@@ -135,14 +135,17 @@ def base_config(model: str, model_config: dict, shared: str) -> ml_collections.C
     return c
 
 
-def zoo_config(model: str, arg, shared: str, tiny_model: dict) -> ml_collections.ConfigDict:
-    """A CompressAI zoo model's config: ``quality=Q`` picks CompressAI's size and lambda for that quality
-    (``loss=ms-ssim`` its MS-SSIM lambda), ``lmbda=`` overrides the lambda; ``runlocal`` and ``tiny`` as in
-    every config. CompressAI's recipe: 256^2 crops, batch 16, Adam 1e-4, aux 1e-3, clipping 1.0."""
-    from jaxlic.zoo import QUALITIES, lmbda, published_config
-    a = parse_arg(arg, quality=max(q for q in QUALITIES[model] if q <= 3), loss="mse", lmbda=0.0, runlocal=False,
-                  tiny=False, steps=0)
-    c = base_config(model, published_config(model, a.quality), shared)
+def zoo_config(arg, shared: str) -> ml_collections.ConfigDict:
+    """A CompressAI zoo model's config (``configs/compressai.py``): ``model=NAME`` (default mbt2018-mean),
+    ``quality=Q`` picks CompressAI's size and lambda for that quality (``loss=ms-ssim`` its MS-SSIM lambda),
+    ``lmbda=`` overrides the lambda; ``runlocal`` and ``tiny`` as in every config. CompressAI's recipe: 256^2
+    crops, batch 16, Adam 1e-4, aux 1e-3, clipping 1.0."""
+    from jaxlic.zoo import TINY, lmbda, published_config
+    a = parse_arg(arg, model="mbt2018-mean", quality=3, loss="mse", lmbda=0.0, runlocal=False, tiny=False,
+                  steps=0)
+    if a.model not in TINY:
+        raise UserError(f"model={a.model}: not one of CompressAI's zoo models {sorted(TINY)}")
+    c = base_config(a.model, published_config(a.model, a.quality), shared)
     c.loss = a.loss
     c.lmbda = a.lmbda or lmbda(a.quality, a.loss)
     c.batch_size = 16
@@ -152,5 +155,5 @@ def zoo_config(model: str, arg, shared: str, tiny_model: dict) -> ml_collections
         c.total_steps = a.steps or 2000
         c.optim.decay_steps = (int(c.total_steps * 0.9),)
     if a.tiny:
-        make_tiny(c, tiny_model, a.steps)
+        make_tiny(c, dict(TINY[a.model]), a.steps)
     return c
