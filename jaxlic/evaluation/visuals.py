@@ -4,23 +4,13 @@ most detailed region; and one static HTML page that shows them all with the RD p
 from __future__ import annotations
 
 import html
-import io
 import os
 
 import numpy as np
 from PIL import Image
 
-from jaxlic.evaluation.anchors import _FORMATS, _LABELS
+from jaxlic.evaluation.anchors import _LABELS, pillow_roundtrip
 from jaxlic.evaluation.metrics import psnr
-
-
-def _encode(img: np.ndarray, codec: str, quality: int) -> tuple[int, np.ndarray]:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format=_FORMATS[codec], quality=quality)
-    n = buf.tell()
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return n, np.asarray(im.convert("RGB"))
 
 
 def at_rate(img: np.ndarray, codec: str, target_bytes: int) -> tuple[int, int, np.ndarray]:
@@ -30,7 +20,7 @@ def at_rate(img: np.ndarray, codec: str, target_bytes: int) -> tuple[int, int, n
 
     def size(q):
         if q not in cache:
-            cache[q] = _encode(img, codec, q)
+            cache[q] = pillow_roundtrip(img, codec, q)
         return cache[q][0]
 
     lo, hi = 1, 100
