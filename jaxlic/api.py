@@ -25,7 +25,7 @@ import numpy as np
 from jaxlic import assets
 from jaxlic.codec import Codec as _Engine
 from jaxlic.codec import DEFAULT_ROBUST_MARGIN, pad_to_multiple, to_uint8
-from jaxlic.coding.container import DEFAULT_MAX_PIXELS
+from jaxlic.coding.container import DEFAULT_MAX_PIXELS, write_container
 from jaxlic.entropy.tables import CodingTable
 from jaxlic.errors import UserError
 from jaxlic.registry import REGISTRY, get_spec
@@ -214,7 +214,6 @@ class Codec:
         latents = {} if bits else None
         container, _ = self._engine.encode_latents(img, self.coder, latents_out=latents,
                                                    robust_margin=self.robust_margin)
-        from jaxlic.coding.container import write_container
         data = write_container(container)
         per = {k[:-5]: v[0] for k, v in (latents or {}).items() if k.endswith("_bits")}
         ph, pw = img.shape[0] + (-img.shape[0] % self.downsampling), img.shape[1] + (-img.shape[1] % self.downsampling)
@@ -378,8 +377,3 @@ def _with_path(e: Exception, path: str) -> Exception:
     except TypeError:
         return LoadError(f"{path}: {msg}")
 
-
-def images_from(source) -> list[tuple[str, np.ndarray]]:
-    """(name, image) pairs from a folder, a list of paths, or a list of arrays."""
-    from jaxlic.evaluation.rd import named_images
-    return named_images(source)

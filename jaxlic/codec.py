@@ -273,8 +273,8 @@ class Codec:
         synchronises every step. ``per_step``: an entry for every step of a repeated group ("NAME[t]").
         ``indexes_out`` receives each group's table indexes (same layout as its symbols), ``latents_out`` the
         symbols, table indexes and code lengths in bits of each latent at their positions (NHWC, ``y_symbols``,
-        ``y_indexes``, ``y_bits``) and the latents the encoder reconstructed. ``robust_margin``: the repair's delta (``DEFAULT_ROBUST_MARGIN`` if
-        None; 0 switches it off): a decoder whose scales differ from these by a relative error below it decodes
+        ``y_indexes``, ``y_bits``) and the latents the encoder reconstructed. ``robust_margin``: the repair's
+        delta (``DEFAULT_ROBUST_MARGIN`` if None; 0 switches it off): a decoder whose scales differ from these by a relative error below it decodes
         exactly. ``scales_out`` receives each step's scales (valid elements), ``stats_out`` the sizes of the
         side information (repair keys and bytes, index-check bytes)."""
         image = _check_image(image)
