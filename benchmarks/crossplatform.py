@@ -7,7 +7,7 @@ the repair's rate and time overhead.
    the transforms' precision) encodes the same images and reports its scales; each decodes the files the
    baseline process wrote (repair off and on). Reported: the largest relative scale difference from the
    baseline, how many table indexes differ, and whether the baseline's files decode exactly.
-2. **Simulated platform.** Every Kodak image, encoded once; decoded with ``JAXLIC_SIMULATE_DRIFT`` from 1e-7 to
+2. **Simulated platform.** Every Kodak image, encoded once; decoded with a simulated drift (``decode_latents(drift=)``) from 1e-7 to
    1e-3, repair off (the same file without its repair bytes) and on: exact, IndexMismatch, or wrong.
 3. **Overhead.** Bytes of the index checks and of the repair per file against the file size, per model and
    bitrate; encode and decode time with the repair on against off, alternated, medians.
@@ -164,7 +164,7 @@ def simulated(codec, images: list[str], delta: float) -> dict:
     """Encodes each image once (repair at ``delta``); decodes it with every drift, repair off and on."""
     import dataclasses
     from tqdm import tqdm
-    from jaxlic.codec import DRIFT_ENV, IndexMismatch
+    from jaxlic.codec import IndexMismatch
     from jaxlic.coding.container import write_container
     from jaxlic.io import read_image
     counts = {f"{tag} {d:g}": {"exact": 0, "mismatch": 0, "wrong": 0} for tag in ("off", "on") for d in DRIFTS}
@@ -178,14 +178,11 @@ def simulated(codec, images: list[str], delta: float) -> dict:
                       "bpp": 8 * len(files["on"]) / (img.shape[0] * img.shape[1]), **stats})
         for tag, data in files.items():
             for d in DRIFTS:
-                os.environ[DRIFT_ENV] = str(d)
                 try:
-                    _, got = codec.decode_latents(data)
+                    _, got = codec.decode_latents(data, drift=d)
                     outcome = "exact" if all(np.array_equal(sym[k], got[k]) for k in sym) else "wrong"
                 except IndexMismatch:
                     outcome = "mismatch"
-                finally:
-                    os.environ[DRIFT_ENV] = "0"
                 counts[f"{tag} {d:g}"][outcome] += 1
     side = [(s["checks_bytes"] + s["repair_bytes"] + 1) / s["bytes"] for s in sizes]
     repair = [(s["repair_bytes"] + 1) / s["bytes"] for s in sizes]

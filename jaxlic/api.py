@@ -196,12 +196,13 @@ class Codec:
         out = [self.encode(img, bits=False).data for img in batch.images]
         return out if batch.many else out[0]
 
-    def decompress(self, data) -> np.ndarray | list[np.ndarray]:
-        """bytes -> (H, W, 3) uint8; a list of bytes -> a list of images."""
+    def decompress(self, data, *, drift: float = 0.0) -> np.ndarray | list[np.ndarray]:
+        """bytes -> (H, W, 3) uint8; a list of bytes -> a list of images. ``drift``: decode as a simulated
+        platform whose scales are off by up to this relative error (testing files for other machines)."""
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return to_uint8(self._engine.decode_latents(bytes(data))[0])
+            return to_uint8(self._engine.decode_latents(bytes(data), drift=drift)[0])
         if isinstance(data, (list, tuple)):
-            return [self.decompress(d) for d in data]
+            return [self.decompress(d, drift=drift) for d in data]
         raise TypeError(f"decompress takes bytes (or a list of bytes), got {type(data).__name__}")
 
     def encode(self, image, bits: bool = True) -> Encoded:

@@ -54,6 +54,20 @@ def _codec(args):
                 coder=getattr(args, "coder", "constriction"), robust_margin=getattr(args, "robust_margin", None))
 
 
+DRIFT_ENV = "JAXLIC_SIMULATE_DRIFT"
+
+
+def drift_from_env() -> float:
+    """The decoder's simulated platform (``JAXLIC_SIMULATE_DRIFT=REL``): read here, in the CLI only; the
+    library takes it as an argument."""
+    from jaxlic.codec import check_drift
+    raw = os.environ.get(DRIFT_ENV, "")
+    try:
+        return check_drift(raw) if raw else 0.0
+    except UserError as e:
+        raise UserError(f"{DRIFT_ENV}={raw!r}: {e}") from None
+
+
 def _pixels(text: str) -> int:
     try:
         v = int(float(text))
@@ -95,8 +109,9 @@ def cmd_decompress(args):
     check_output_path(args.output)
     # a bad file, or one declaring more pixels than the limit, is reported before any model is loaded
     check_pixels(read_container(data), args.max_pixels or None)
+    drift = drift_from_env()
     codec = _codec(args)
-    image = codec.decompress(data)
+    image = codec.decompress(data, drift=drift)
     write_image(args.output, image)
     print(f"{args.input} -> {args.output}: {image.shape[0]} x {image.shape[1]} (H x W) "
           f"({time.perf_counter() - t0:.2f} s)")

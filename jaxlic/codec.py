@@ -13,7 +13,6 @@ import copy
 import functools
 import hashlib
 import json
-import os
 import time
 from typing import Any, Mapping
 
@@ -75,7 +74,6 @@ def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else x
 
 
-DRIFT_ENV = "JAXLIC_SIMULATE_DRIFT"
 DEFAULT_ROBUST_MARGIN = 1e-5
 _DRIFT_SEED = 20261203
 
@@ -101,7 +99,8 @@ def near_boundaries(model, variables, table: str, params: jax.Array, margin) -> 
 
 def simulate_drift(scales: jax.Array, rel: float, group: int, t) -> jax.Array:
     """A simulated platform: every scale times ``1 + rel * u``, u uniform in [-1, 1] from a fixed seed per step,
-    before its table index (``JAXLIC_SIMULATE_DRIFT=REL`` for the decoder). Indexes pass through unchanged."""
+    before its table index (``decode_latents(..., drift=REL)``; the CLI's ``JAXLIC_SIMULATE_DRIFT``). Indexes
+    pass through unchanged."""
     if jnp.issubdtype(scales.dtype, jnp.integer):
         return scales
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(_DRIFT_SEED), group), t)
@@ -109,16 +108,14 @@ def simulate_drift(scales: jax.Array, rel: float, group: int, t) -> jax.Array:
     return scales * (1 + jnp.asarray(rel, scales.dtype) * u)
 
 
-def drift_from_env() -> float:
-    raw = os.environ.get(DRIFT_ENV, "")
-    if not raw:
-        return 0.0
+def check_drift(rel) -> float:
+    """A simulated platform's relative scale error, checked: a number in [0, 1)."""
     try:
-        rel = float(raw)
-    except ValueError:
-        raise UserError(f"{DRIFT_ENV}={raw!r} is not a number (a relative drift such as 1e-5)") from None
+        rel = float(rel)
+    except (TypeError, ValueError):
+        raise UserError(f"simulated drift {rel!r} is not a number (a relative drift such as 1e-5)") from None
     if not 0 <= rel < 1:
-        raise UserError(f"{DRIFT_ENV}={raw!r}: the relative drift must be in [0, 1)")
+        raise UserError(f"simulated drift {rel!r}: the relative drift must be in [0, 1)")
     return rel
 
 
@@ -336,10 +333,11 @@ class Codec:
 
     @_float32_highest
     def decode_latents(self, data: bytes, timings: list | None = None, latents_out: dict | None = None,
-                       per_step: bool = False, scales_out: list | None = None):
+                       per_step: bool = False, scales_out: list | None = None, drift: float = 0.0):
         """Returns (reconstruction as float (H, W, 3) in the model's range, symbols per step group);
         ``timings``, ``per_step``, ``latents_out`` and ``scales_out`` as in ``encode_latents`` (here the decoded
-        latents and this machine's scales, a step's before its check)."""
+        latents and this machine's scales, a step's before its check). ``drift``: decode as a simulated platform
+        would, every scale off by a relative error up to this (``simulate_drift``; 0: this machine)."""
         c = read_container(data)
         check_pixels(c, self.max_pixels)  # from the header, before anything is allocated for the image
         if c.model != self.name:
@@ -357,8 +355,8 @@ class Codec:
             backend = get_coder(c.coder)
         except (ImportError, ValueError) as e:
             raise DecodeError(f"file was written with the {c.coder!r} coder, which is not available here: {e}") from None
+        drift = check_drift(drift)
         fn = self._functions(*c.image_size)
-        drift = drift_from_env()
         try:
             checks = IndexChecks.unpack(c.checks, fn.steps) if c.version >= 3 else None
             repair = Repair.unpack(c.repair)
@@ -418,9 +416,9 @@ class Codec:
                                 fn.latents(fn.final_state(self.variables, state, sym, means)).items()})
         return x_hat[0, :c.image_size[0], :c.image_size[1]], coded.symbols()
 
-    def decompress(self, data: bytes) -> np.ndarray:
-        """The decoded image, (H, W, 3) uint8."""
-        return to_uint8(self.decode_latents(data)[0])
+    def decompress(self, data: bytes, drift: float = 0.0) -> np.ndarray:
+        """The decoded image, (H, W, 3) uint8; ``drift`` as in ``decode_latents``."""
+        return to_uint8(self.decode_latents(data, drift=drift)[0])
 
 
 class _Coded:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from jaxlic import assets
-from jaxlic.codec import DRIFT_ENV, Codec, drift_from_env, simulate_drift, table_indexes
+from jaxlic.cli import DRIFT_ENV, drift_from_env
+from jaxlic.codec import Codec, simulate_drift, table_indexes
 from jaxlic.coding.container import write_container
 from jaxlic.entropy.gaussian import build_indexes, default_scale_table
 from jaxlic.errors import UserError
@@ -63,26 +64,26 @@ def test_decoder_on_a_simulated_platform_stops_before_the_step(shipped, monkeypa
     img = read_image(str(kodak_images()[0]))
     c, sym = shipped.encode_latents(img, robust_margin=0)
     data = write_container(c)
-    for rel in ("0", "1e-7"):
-        monkeypatch.setenv(DRIFT_ENV, rel)
-        _, same = shipped.decode_latents(data)
+    monkeypatch.setenv(DRIFT_ENV, "0.5")  # the library does not read it: only the CLI does
+    for rel in (0, 1e-7):
+        _, same = shipped.decode_latents(data, drift=rel)
         assert all(np.array_equal(sym[k], same[k]) for k in sym), rel
-    monkeypatch.setenv(DRIFT_ENV, "1e-5")
     with pytest.raises(IndexMismatch, match=r"^coding step y: this machine's coding-table indexes differ.*"
                                             r"without a robust margin"):
-        shipped.decode_latents(data)
+        shipped.decode_latents(data, drift=1e-5)
+    for bad in (-1e-5, 2, "abc"):
+        with pytest.raises(UserError, match="simulated drift"):
+            shipped.decode_latents(data, drift=bad)
     assert DEFAULT_ROBUST_MARGIN == 1e-5
     stats = {}
     c, sym = shipped.encode_latents(img, stats_out=stats)
     robust = write_container(c)
     assert stats["repair_keys"] > 0 and len(robust) - len(data) == len(c.repair) < 0.002 * len(data)
-    for rel in ("1e-6", "1e-5"):
-        monkeypatch.setenv(DRIFT_ENV, rel)
-        _, same = shipped.decode_latents(robust)
+    for rel in (1e-6, 1e-5):
+        _, same = shipped.decode_latents(robust, drift=rel)
         assert all(np.array_equal(sym[k], same[k]) for k in sym), rel
-    monkeypatch.setenv(DRIFT_ENV, "1e-4")
     with pytest.raises(IndexMismatch, match=r"^coding step y: .* by more than its robust margin 1e-05"):
-        shipped.decode_latents(robust)
+        shipped.decode_latents(robust, drift=1e-4)
 
 
 def test_repair_table_returns_every_stored_bit():
@@ -166,7 +167,7 @@ def _model_with_spread_scales(name):
 
 
 @pytest.mark.parametrize("name", sorted(__import__("jaxlic.registry", fromlist=["REGISTRY"]).REGISTRY))
-def test_every_model_decodes_exactly_on_a_simulated_platform_within_its_margin(name, monkeypatch):
+def test_every_model_decodes_exactly_on_a_simulated_platform_within_its_margin(name):
     """Every registered model with non-degenerate weights (``_model_with_spread_scales``). Repair off: a drift of
     delta stops the decoder at a step (IndexMismatch). Repair on at delta: drifts up to delta decode exactly;
     4 delta decodes exactly or stops with IndexMismatch, never a wrong image. A factorized prior's indexes are
@@ -179,9 +180,8 @@ def test_every_model_decodes_exactly_on_a_simulated_platform_within_its_margin(n
     delta = 5e-3
 
     def decode(data, drift):
-        monkeypatch.setenv(DRIFT_ENV, str(drift))
         try:
-            _, got = codec.decode_latents(data)
+            _, got = codec.decode_latents(data, drift=drift)
         except IndexMismatch:
             return "mismatch"
         assert all(np.array_equal(sym[k], got[k]) for k in sym), f"{name}: wrong symbols at drift {drift}"
@@ -256,7 +256,7 @@ def test_robust_margin_option_is_checked():
             _margin(bad)
 
 
-def test_format_2_files_still_decode_unchecked(shipped, monkeypatch):
+def test_format_2_files_still_decode_unchecked(shipped):
     """Files written before the index checks (format 2) decode as they did: exactly here, unchecked (a drifted
     decoder then fails in the coder, still as a DecodeError)."""
     import dataclasses
@@ -268,9 +268,8 @@ def test_format_2_files_still_decode_unchecked(shipped, monkeypatch):
     assert old[4] == 2 and read_container(old).checks == b""
     _, got = shipped.decode_latents(old)
     assert all(np.array_equal(sym[k], got[k]) for k in sym)
-    monkeypatch.setenv(DRIFT_ENV, "0.5")
     with pytest.raises(DecodeError):
-        shipped.decode_latents(old)
+        shipped.decode_latents(old, drift=0.5)
 
 
 def test_a_check_that_passes_by_chance_still_ends_in_index_mismatch(shipped, monkeypatch):
@@ -281,7 +280,6 @@ def test_a_check_that_passes_by_chance_still_ends_in_index_mismatch(shipped, mon
     img = np.random.default_rng(6).integers(0, 256, (96, 128, 3), dtype=np.uint8)
     c, _ = shipped.encode_latents(img, robust_margin=0)
     monkeypatch.setattr(IndexChecks, "verify", lambda self, idx: (self.add(idx), True)[1])
-    monkeypatch.setenv(DRIFT_ENV, "0.3")
     with pytest.raises(IndexMismatch, match=r"coding step y \(its short check passed by chance|"
                                             r"the file's coding steps taken together"):
-        shipped.decode_latents(write_container(c))
+        shipped.decode_latents(write_container(c), drift=0.3)

@@ -169,9 +169,9 @@ def test_round_trip_any_size(codec, coder, size):
     assert_8bit_matches(decoded, x_hat)
 
 
-def test_round_trip_across_processes(converted_mlicpp, tmp_path, monkeypatch):
+def test_round_trip_across_processes(converted_mlicpp, tmp_path):
     """A file encoded here decodes in another process (its own compilation) to the same symbols, bit for bit; on
-    a simulated platform (JAXLIC_SIMULATE_DRIFT=1e-2) the decoder stops with the index-check error."""
+    a simulated platform (drift=1e-2) the decoder stops with the index-check error."""
     from jaxlic.export import load_model, save_model
     name, config, model, variables, _, _ = converted_mlicpp
     ckpt = tmp_path / "mlicpp.npz"
@@ -191,9 +191,8 @@ def test_round_trip_across_processes(converted_mlicpp, tmp_path, monkeypatch):
             np.testing.assert_array_equal(f[k], sym[k], err_msg=k)
         np.testing.assert_array_equal(to_uint8(f["x"]), here.decompress((tmp_path / "a.jlc").read_bytes()))
     from jaxlic.codec import IndexMismatch
-    monkeypatch.setenv("JAXLIC_SIMULATE_DRIFT", "1e-2")
     with pytest.raises(IndexMismatch, match="^coding step y.*coding-table indexes differ"):
-        here.decompress((tmp_path / "a.jlc").read_bytes())
+        here.decompress((tmp_path / "a.jlc").read_bytes(), drift=1e-2)
 
 
 def test_configs_official_lambdas():
