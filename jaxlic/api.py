@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import zipfile
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +23,7 @@ import numpy as np
 
 from jaxlic import assets
 from jaxlic.codec import Codec as _Engine
-from jaxlic.codec import DEFAULT_ROBUST_MARGIN, pad_to_multiple, to_uint8
+from jaxlic.codec import pad_to_multiple, to_uint8
 from jaxlic.coding.container import DEFAULT_MAX_PIXELS, write_container
 from jaxlic.entropy.tables import CodingTable
 from jaxlic.errors import UserError
@@ -217,7 +216,7 @@ class Codec:
                                                    robust_margin=self.robust_margin)
         data = write_container(container)
         per = {k[:-5]: v[0] for k, v in (latents or {}).items() if k.endswith("_bits")}
-        ph, pw = img.shape[0] + (-img.shape[0] % self.downsampling), img.shape[1] + (-img.shape[1] % self.downsampling)
+        ph = img.shape[0] + (-img.shape[0] % self.downsampling)
         down = {k: ph // s[1] for k, s in container.shapes.items()}
         return Encoded(data, tuple(img.shape[:2]), dict(zip(self._engine.streams, map(len, container.streams))),
                        per, down)

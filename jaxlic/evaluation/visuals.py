@@ -7,7 +7,6 @@ import html
 import os
 
 import numpy as np
-from PIL import Image
 
 from jaxlic.evaluation.anchors import _LABELS, pillow_roundtrip
 from jaxlic.evaluation.metrics import psnr
