@@ -12,7 +12,8 @@
    machine is shared). Medians in ms.
 
 This is the measurement behind the feature-major products of ``MaskedConv.at`` and
-``JointAutoregressive.wave_params`` and behind the step sizes of ``jaxlic.plan.wavefront_buckets``.
+``MaskedContextLatent.wave_params`` (``jaxlic.latent_codecs``) and behind the step sizes of
+``jaxlic.plan.wavefront_buckets``.
 """
 from __future__ import annotations
 

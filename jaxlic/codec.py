@@ -78,23 +78,29 @@ DEFAULT_ROBUST_MARGIN = 1e-5
 _DRIFT_SEED = 20261203
 
 
-def table_indexes(model, variables, table: str, params: jax.Array) -> jax.Array:
+def table_indexes(model, variables, group, params: jax.Array) -> jax.Array:
     """The one place the codec turns a step's prediction into coding-table indexes, for encoder and decoder alike.
-    Integer ``params`` are indexes already (a factorized prior's channels); floating ones are the scales of the
-    Gaussian family ``table``, looked up by that family's ``build_indexes``."""
+    Integer ``params`` are indexes already (a factorized prior's channels); floating ones are scales, looked up
+    by the ``build_indexes`` of the group's entropy model (``StepGroup.entropy``)."""
     if jnp.issubdtype(params.dtype, jnp.integer):
         return params
-    return model.apply(variables, params, method=lambda m, s: getattr(m, table).build_indexes(s))
+    return model.apply(variables, params, method=lambda m, s: _entropy_model(group, m).build_indexes(s))
 
 
-def near_boundaries(model, variables, table: str, params: jax.Array, margin) -> jax.Array:
+def near_boundaries(model, variables, group, params: jax.Array, margin) -> jax.Array:
     """For each element, the table boundary its scale lies within relative distance ``margin`` of, or -1
     (``GaussianConditional.nearest_boundary``; the repair, ``jaxlic.coding.repair``). Indexes given directly
     (integer ``params``) are exact on every machine: -1."""
     if jnp.issubdtype(params.dtype, jnp.integer):
         return jnp.full(params.shape, -1, jnp.int32).reshape(-1)
     return model.apply(variables, params, margin,
-                       method=lambda m, s, d: getattr(m, table).nearest_boundary(s, d)).reshape(-1)
+                       method=lambda m, s, d: _entropy_model(group, m).nearest_boundary(s, d)).reshape(-1)
+
+
+def _entropy_model(group, root):
+    if group.entropy is None:
+        raise TypeError(f"step group {group.name!r} predicts scales but names no entropy model (StepGroup.entropy)")
+    return group.entropy(root)
 
 
 def simulate_drift(scales: jax.Array, rel: float, group: int, t) -> jax.Array:
@@ -145,8 +151,8 @@ class _Compiled:
             if simulate and jnp.issubdtype(params.dtype, jnp.floating):
                 params = simulate_drift(params, drift, kth[g.name], t)
             pos = g.elements(t).reshape(-1)
-            return dict(means=means, idx=table_indexes(model, v, g.table, params), valid=pos >= 0,
-                        near=near_boundaries(model, v, g.table, params, margin), params=params), state
+            return dict(means=means, idx=table_indexes(model, v, g, params), valid=pos >= 0,
+                        near=near_boundaries(model, v, g, params, margin), params=params), state
 
         def update(g, v, state, t, sym, means):  # dequantization is part of the update, in both directions
             return g.update(model, v, state, t, sym.reshape(means.shape).astype(means.dtype) + means)
@@ -224,16 +230,19 @@ class Codec:
         self._analysis = jax.jit(lambda v, x: model.apply(v, x, method="analysis"))
         self._compiled: dict[tuple, _Compiled] = {}
         # the stream order is the order table families first appear in the plan (the same for every size)
-        self.streams = list(dict.fromkeys(g.table for g in self.plan(64, 64).groups))
+        groups = self.plan(64, 64).groups
+        self.streams = list(dict.fromkeys(g.table for g in groups))
+        self._families = list({g.table: g for g in groups if g.entropy is not None}.values())
         self._set_weights(variables, tables)
 
     def _set_weights(self, variables, tables):
         self.variables, self.tables = variables, dict(tables)
         self.weights_hash = fingerprint({"variables": variables,
                                          "tables": {k: t.as_variables() for k, t in self.tables.items()}})
-        self._spacing = min(float(self.model.apply(
-            variables, method=lambda m, f=f: getattr(m, f).boundary_spacing()
-            if hasattr(getattr(m, f), "boundary_spacing") else np.inf)) for f in self.streams)
+        # the entropy models the plan looks scales up in: the repair's margins must stay below their spacing
+        spacings = [self.model.apply(variables, method=lambda m, g=g: g.entropy(m).boundary_spacing())
+                    for g in self._families]
+        self._spacing = min([float(s) for s in spacings] + [np.inf])
 
     def with_weights(self, variables, tables: Mapping[str, CodingTable]) -> "Codec":
         """The same model and configuration with other weights (another checkpoint of a training run): shares

@@ -22,7 +22,7 @@ The state keeps one pytree structure across the steps of a group (fixed-shape bu
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,9 @@ class StepGroup:
     elements: Callable[[jax.Array], jax.Array]  # t -> int32 flat positions, -1 = padding (fixed size over t)
     predict: Callable[..., tuple]
     update: Callable[..., dict]
+    # the entropy model that turns the step's scales into table indexes (``build_indexes``, ``nearest_boundary``,
+    # ``boundary_spacing``), found in the bound model: root -> module. None where ``predict`` gives indexes.
+    entropy: Callable[[Any], Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +96,8 @@ def gather(latent: jax.Array, positions: jax.Array) -> jax.Array:
 
 
 # --- step builders ----------------------------------------------------------------------------------------
-def whole(name: str, table: str, latent: str, shape, predict, update=None, layout: str = "nhwc") -> StepGroup:
+def whole(name: str, table: str, latent: str, shape, predict, update=None, layout: str = "nhwc",
+          entropy=None) -> StepGroup:
     """One step coding a whole latent at once (a factorized z; a Gaussian y given a hyperprior, mean-scale or
     scale-only). ``predict(m, v, state) -> (means, params)`` in ``layout``; by default the update writes the
     values into ``state[latent]``."""
@@ -105,7 +109,7 @@ def whole(name: str, table: str, latent: str, shape, predict, update=None, layou
         return update(m, v, state, values) if update else {**state, latent: values}
 
     return StepGroup(name, table, latent, 1, lambda t: pos,
-                     lambda m, v, state, t: (*predict(m, v, state), state), upd)
+                     lambda m, v, state, t: (*predict(m, v, state), state), upd, entropy)
 
 
 def _from_layout(shape, layout):
@@ -145,7 +149,7 @@ def checkerboard_positions(shape, anchors: bool, anchor_parity: int = 0, channel
 
 
 def checkerboard(name: str, table: str, latent: str, shape, predict, update, anchor_parity: int = 0,
-                 channels=None):
+                 channels=None, entropy=None):
     """Two steps over one latent (or a channel group of it: ``channels`` as in ``checkerboard_positions``): the
     checkerboard anchors, then the rest. ``predict(m, v, state, anchors: bool) -> (means, params, state)`` and
     ``update(m, v, state, values, anchors) -> state`` with NHWC arrays of ``shape``, zero (values) or ignored
@@ -167,7 +171,7 @@ def checkerboard(name: str, table: str, latent: str, shape, predict, update, anc
             return update(m, v, state, full, anchors)
 
         out.append(StepGroup(f"{name}_{'anchor' if anchors else 'nonanchor'}", table, latent, 1,
-                             lambda t, pos=pos: pos, pred, upd))
+                             lambda t, pos=pos: pos, pred, upd, entropy))
     return out
 
 
@@ -206,7 +210,7 @@ def wavefront_buckets(p: int) -> tuple[int, ...]:
     return tuple(sorted({max(1, p // 16), max(1, p // 4), max(1, p // 2), p}))
 
 
-def wavefront(name: str, table: str, latent: str, shape, predict, update) -> StepGroup:
+def wavefront(name: str, table: str, latent: str, shape, predict, update, entropy=None) -> StepGroup:
     """The raster schedule of a 5x5 masked (type A) context as a wavefront: position (i, j) depends only on
     positions with a smaller t = j + 3 i, so each step codes all positions of one t together. ``predict(m, v,
     state, rows, cols, valid) -> (means, indexes)`` and ``update(m, v, state, rows, cols, valid, values)
@@ -236,4 +240,5 @@ def wavefront(name: str, table: str, latent: str, shape, predict, update) -> Ste
         return means, idx, state
 
     return StepGroup(name, table, latent, wavefront_count(h, w), elements, bucketed,
-                     lambda m, v, state, t, values: update(m, v, state, *rows_cols(t), values.reshape(b, -1, c)))
+                     lambda m, v, state, t, values: update(m, v, state, *rows_cols(t), values.reshape(b, -1, c)),
+                     entropy)

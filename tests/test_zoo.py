@@ -15,9 +15,10 @@ import pytest
 
 from conftest import coder_params, fixture_file, nhwc, rel_err
 from jaxlic.errors import UserError
-from helpers import (assert_8bit_matches, assert_bits_match_streams, converted, latent_err, padded_forward,
-                     raster_reference)
+from helpers import (assert_8bit_matches, converted, latent_err, padded_forward,
+                     raster_reference, tiny_config, fixture_images, RoundTrip)
 from jaxlic.codec import Codec
+from jaxlic.latent_codecs import MaskedContextLatent
 from jaxlic.plan import check_coverage
 from jaxlic.registry import REGISTRY, detect_model, get_spec
 
@@ -49,24 +50,9 @@ def test_codec_matches_compressai(fixture):
     reconstructed, symbol for symbol."""
     name, config, model, variables, sd, out = converted(fixture)
     codec = Codec(name, model, variables, model.build_tables(variables), config)
-    x = nhwc(out["x"])
-    for b in range(x.shape[0]):
-        img = np.round(x[b] * 255).astype(np.uint8)
-        if not np.array_equal(img.astype(np.float32) / 255, x[b]):
-            pytest.skip("fixture input is not an 8-bit image")
-        enc, dec = {}, {}
-        c, sym = codec.encode_latents(img, latents_out=enc)
-        data = _bytes(c)
-        assert_bits_match_streams(codec, enc, c)
-        x_hat, sym2 = codec.decode_latents(data, latents_out=dec)
-        for k in sym:
-            np.testing.assert_array_equal(sym[k], sym2[k], err_msg=k)
-        np.testing.assert_array_equal(enc["y_hat"], dec["y_hat"])  # bit-exact, not merely close
-        y_err = latent_err(dec["y_hat"][0], nhwc(out["codec_dec_y_hat"])[b], f"{fixture} codec y_hat")
-        x_err = rel_err(np.clip(x_hat, 0, 1), nhwc(out["codec_x_hat"])[b])
-        print(f"{fixture}: codec y_hat {y_err:.2e}, x_hat {x_err:.2e}; {len(data)} bytes")
-        assert y_err <= TOL and x_err <= TOL
-        assert_8bit_matches(codec.decompress(data), nhwc(out["codec_x_hat"])[b])
+    for b, img in fixture_images(out, fixture):
+        RoundTrip(codec, img).assert_decodes_to(nhwc(out["codec_dec_y_hat"])[b], nhwc(out["codec_x_hat"])[b],
+                                                f"{fixture}[{b}] codec", TOL)
 
 
 def _bytes(c):
@@ -95,24 +81,12 @@ def test_published_size_keys_and_count(fixture):
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_plan_codes_every_element_once(name):
     """The generic plan check at a size that is not a multiple of the latent grid's natural tiling."""
-    model = get_spec(name).build(**_tiny(name))
+    model = get_spec(name).build(**tiny_config(name))
     m = model.downsampling
     for h, w in ((m, m), (3 * m, 2 * m)):
         plan = model.plan(model.latent_shapes(1, h, w))
         counts = check_coverage(plan)
         assert counts == {k: int(np.prod(s)) for k, s in plan.shapes.items()}
-
-
-def _tiny(name):
-    if name == "stf-zigzag":
-        import pathlib
-        from jaxlic.training.config import load_config
-        return dict(load_config(str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "stf.py") + ":tiny")
-                    .model_config)
-    return {"mlicpp": {"N": 8, "M": 12, "slice_num": 3}, "cwam": {"N": 8},
-            "elic2022-official": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)},
-            "elic2022-chandelier": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)}}.get(name, {"N": 8} if "cheng" in name
-                                                                                     else {"N": 8, "M": 12})
 
 
 @pytest.mark.parametrize("fixture", ZOO)
@@ -128,7 +102,8 @@ def test_round_trip_any_size(fixture, coder):
         x_hat, sym2 = codec.decode_latents(_bytes(c))
         for k in sym:
             np.testing.assert_array_equal(sym[k], sym2[k], err_msg=f"{size} {k}")
-        if hasattr(model, "wave_params"):  # the forward rounds y without means: the serial decode is the reference
+        if isinstance(model.bind({}).latent_codec.y, MaskedContextLatent):
+            # the forward rounds y without means: the serial decode is the reference
             ref = raster_reference(model, variables, img)
         else:
             ref = np.asarray(padded_forward(model, variables, img)["x_hat"])
@@ -199,6 +174,7 @@ _DECODE_ALL = """
 import json, sys, numpy as np
 from jaxlic.cli import enable_compilation_cache
 from jaxlic.codec import Codec
+from jaxlic.latent_codecs import MaskedContextLatent
 from jaxlic.export import load_model
 enable_compilation_cache()  # as the jaxlic command does
 for job in json.loads(sys.argv[1]):
@@ -278,36 +254,3 @@ def test_wavefront_schedule(h, w):
             a, b = i + di - 2, j + dj - 2
             if 0 <= a < h and 0 <= b < w:
                 assert step[a, b] < step[i, j], ((i, j), (a, b))
-
-
-def test_wavefront_params_equal_the_forward_at_batch_2(name="mbt2018"):
-    """A wavefront step's means and scales (the feature-major gathered context and entropy parameters) at
-    its positions equal the forward's (full masked convolution, then the 1x1 nets), for every step of a batch of
-    two latents whose every position is decoded (the type-A taps see only earlier positions). cheng2020's
-    steps are the same code (``JointAutoregressive.wave_params``) after other transforms."""
-    from jax.lax import Precision
-    from jaxlic.plan import wavefront_count, wavefront_rows_cols
-    model = get_spec(name).build(**_tiny(name), precision=Precision.HIGHEST)
-    shapes = model.latent_shapes(2, 128, 320)
-    (_, h, w, _), rng = shapes["y"], np.random.default_rng(0)  # y 8 x 20: up to 7 positions a step
-    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.float32))
-    y_hat = jnp.asarray(np.round(rng.normal(0, 3, shapes["y"])), jnp.float32)
-    z_hat = jnp.asarray(np.round(rng.normal(0, 2, shapes["z"])), jnp.float32)
-
-    def forward(mm, z_hat, y_hat):
-        scales, means = jnp.split(mm.entropy_parameters(jnp.concatenate(
-            [mm.h_s(z_hat), mm.context_prediction(y_hat)], -1)), 2, -1)
-        return means, scales
-
-    means, scales = model.apply(variables, z_hat, y_hat, method=forward)
-    state = model.apply(variables, z_hat, method="start_y")
-    state["y_pad"] = jnp.pad(y_hat, ((0, 0), (2, 0), (2, 2), (0, 0)))
-    step = jax.jit(lambda state, t: (wavefront_rows_cols(t, h, w),
-                                     model.apply(variables, state, *wavefront_rows_cols(t, h, w)[:2],
-                                                 method="wave_params")))
-    for t in range(wavefront_count(h, w)):
-        (rows, cols, valid), (m_t, s_t) = step(state, jnp.int32(t))
-        rows, cols, valid = (np.asarray(a) for a in (rows, cols, valid))
-        at = lambda a: np.asarray(a)[:, rows[valid], cols[valid]]
-        np.testing.assert_allclose(np.asarray(m_t)[:, valid], at(means), rtol=1e-5, atol=1e-5, err_msg=str(t))
-        np.testing.assert_allclose(np.asarray(s_t)[:, valid], at(scales), rtol=1e-5, atol=1e-5, err_msg=str(t))

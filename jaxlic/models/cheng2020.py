@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax.numpy as jnp
 
+from jaxlic import latent_codecs as lc
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
 from jaxlic.layers.blocks import (AttentionBlock, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride,
                                   leaky_relu)
 from jaxlic.layers.conv import Conv, MaskedConv, SubpelConv
-from jaxlic.models.base import CheckerboardGroups
+from jaxlic.models.base import LatentCodecModel
 from jaxlic.models.hyperprior import JointAutoregressive
 
 
@@ -52,7 +52,7 @@ class Cheng2020Attention(Cheng2020Anchor):
     attention = True
 
 
-class Cheng2020AnchorCheckerboard(CheckerboardGroups):
+class Cheng2020AnchorCheckerboard(LatentCodecModel):
     """``cheng2020-anchor-checkerboard``: anchor transforms; y coded in two passes, anchors ((row + col) even)
     from the hyperprior alone, then the rest with a checkerboard-masked 5x5 context of the anchors."""
 
@@ -72,14 +72,6 @@ class Cheng2020AnchorCheckerboard(CheckerboardGroups):
         self.context_prediction = MaskedConv(N, 2 * N, 5, "checkerboard", precision=p)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional()
-
-    @property
-    def channel_bounds(self):
-        return [(0, self.N)]
-
-    def group_params(self, params, done, k: int, anchors_hat):
-        if anchors_hat is None:
-            ctx = jnp.zeros(params.shape[:3] + (2 * self.N,), params.dtype)
-        else:
-            ctx = self.context_prediction(anchors_hat)
-        return jnp.split(self.entropy_parameters(jnp.concatenate([ctx, params], -1)), 2, axis=-1)
+        self.latent_codec = lc.Hyperprior(
+            self.h_a, self.h_s, lc.EntropyBottleneckLatent(self.entropy_bottleneck, ste=True),
+            lc.CheckerboardLatent(self.gaussian_conditional, self.context_prediction, self.entropy_parameters))

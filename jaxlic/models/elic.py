@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax.numpy as jnp
 import numpy as np
 
+from jaxlic import latent_codecs as lc
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
 from jaxlic.errors import UserError
 from jaxlic.layers.blocks import AttentionBlock, ResidualBottleneckBlock
 from jaxlic.layers.conv import Conv, ConvTranspose, MaskedConv
-from jaxlic.models.base import CheckerboardGroups
+from jaxlic.models.base import LatentCodecModel
+from jaxlic.models.hyperprior import hyper_analysis
 
 
 def default_groups(M: int) -> tuple[int, ...]:
@@ -35,7 +36,7 @@ def channel_ramp(c_in: int, c_out: int, min_ch: int, layers: int = 3) -> list[in
     return [ch[0]] + [max(c, min_ch) for c in ch[1:-1]] + [ch[-1]]
 
 
-class Elic2022(CheckerboardGroups):
+class Elic2022(LatentCodecModel):
     """``chandelier`` False: ``Elic2022Official``; True: ``Elic2022Chandelier`` (h_s ends in a conv to 2M,
     1x1 entropy-parameter nets 2M -> 512 -> 2g, means before scales, channel context of the first and the
     latest groups)."""
@@ -65,8 +66,7 @@ class Elic2022(CheckerboardGroups):
             AttentionBlock(M, p), ConvTranspose(N, 5, precision=p), rbb(), rbb(), rbb(), ConvTranspose(N, 5, precision=p),
             AttentionBlock(N, p), rbb(), rbb(), rbb(), ConvTranspose(N, 5, precision=p), rbb(), rbb(), rbb(),
             ConvTranspose(3, 5, precision=p)])
-        self.h_a = nn.Sequential([Conv(N, 3, 1, precision=p), nn.relu, Conv(N, 5, 2, precision=p), nn.relu,
-                                  Conv(N, 5, 2, precision=p)])
+        self.h_a = hyper_analysis(N, p, nn.relu)
         last = Conv(2 * M, 3, 1, precision=p) if self.chandelier else ConvTranspose(2 * N, 3, 1, precision=p)
         self.h_s = nn.Sequential([ConvTranspose(N, 5, precision=p), nn.relu, ConvTranspose(N * 3 // 2, 5, precision=p),
                                   nn.relu, last])
@@ -86,22 +86,9 @@ class Elic2022(CheckerboardGroups):
         self.entropy_parameters = nets
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional()
-
-    @property
-    def channel_bounds(self):
-        acc = np.cumsum((0,) + self.group_sizes)
-        return [(int(a), int(b)) for a, b in zip(acc[:-1], acc[1:])]
-
-    def group_params(self, params, done, k: int, anchors_hat):
-        """Chandelier's channel context sees the first and the latest decoded groups, the official one all."""
-        g = self.group_sizes[k]
-        side = params
-        if k:
-            prev = done if not self.chandelier or k == 1 else [done[0], done[-1]]
-            side = jnp.concatenate([self.channel_context[k](jnp.concatenate(prev, -1)), params], -1)
-        if anchors_hat is None:
-            ctx = jnp.zeros(params.shape[:3] + (2 * g,), params.dtype)
-        else:
-            ctx = self.context_prediction[k](anchors_hat)
-        a, b = jnp.split(self.entropy_parameters[k](jnp.concatenate([ctx, side], -1)), 2, axis=-1)
-        return (b, a) if self.chandelier else (a, b)  # (scales, means)
+        groups = [lc.CheckerboardLatent(self.gaussian_conditional, self.context_prediction[k],
+                                        self.entropy_parameters[k], means_first=self.chandelier)
+                  for k in range(len(g))]
+        self.latent_codec = lc.Hyperprior(
+            self.h_a, self.h_s, lc.EntropyBottleneckLatent(self.entropy_bottleneck, ste=True),
+            lc.ChannelGroupsLatent(groups, self.channel_context, g, self.chandelier))

@@ -435,7 +435,8 @@ class MLICPlusPlus(HyperpriorModel):
                 groups.append(P.StepGroup(
                     f"y{i}_{part}", "gaussian_conditional", "y", 1, lambda t, pos=pos.reshape(-1): pos,
                     lambda m, v, state, t, i=i, p=part: m.apply(v, state, i, method=f"predict_{p}"),
-                    lambda m, v, state, t, values, i=i, p=part: m.apply(v, state, values, i, method=f"update_{p}")))
+                    lambda m, v, state, t, values, i=i, p=part: m.apply(v, state, values, i, method=f"update_{p}"),
+                    lambda root: root.gaussian_conditional))
         return P.Plan(tuple(groups), shapes, lambda state: {"y": jnp.concatenate(state["done"], -1)})
 
 

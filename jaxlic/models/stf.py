@@ -431,6 +431,7 @@ class STFZigzag(HyperpriorModel):
         chunks = P.StepGroup(
             "y", "gaussian_conditional", "y", len(self.chunk_keys), lambda t: jnp.asarray(elems)[t],
             lambda m, v, state, t: m.apply(v, state, t, method="predict_chunk"),
-            lambda m, v, state, t, values: m.apply(v, state, values.reshape(b, cw, h, w), t, method="update_chunk"))
+            lambda m, v, state, t, values: m.apply(v, state, values.reshape(b, cw, h, w), t, method="update_chunk"),
+            lambda root: root.gaussian_conditional)
         z = self.z_step(shapes, lambda m, v, state, z_hat: m.apply(v, z_hat, method="start_chunks"))
         return P.Plan((z, chunks), shapes, lambda state: {"y": state["y"]})

@@ -102,7 +102,7 @@ def _compiled(model, lmbda, loss, optim, crop, mesh, sharding, compute, tx, sche
                 out = model.apply(variables, x, training=True, rng=rng)
             out = {**out, "x_hat": out["x_hat"].astype(jnp.float32)}
             total, metrics = rd_loss(x, out, lmbda, loss)
-            aux = model.apply(variables, method=lambda m: m.entropy_bottleneck.aux_loss())
+            aux = model.apply(variables, method="aux_loss")
             return total + aux, {**metrics, "aux_loss": aux}
 
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)

@@ -1,0 +1,360 @@
+"""Latent codecs: a model's entropy model as a tree of small parts, each of which says both what it does in
+training (quantization, likelihoods) and how it is coded (the step groups of its plan, ``jaxlic.plan``).
+
+A model is its transforms plus one such tree (``jaxlic.models.interface``): the trainer calls the tree, the codec
+runs the tree's plan. Where the fast coding step must be another form of the forward (the wavefront's feature-
+major step), the part holds both, side by side, and ``tests/test_latent_codecs.py`` proves, per part, that they
+agree.
+
+The parts own no parameters: they are handed the networks and entropy models the model defines in its own
+``setup`` (Flax shares a module passed to another), so the variables keep the model's names, which are what the
+official checkpoints convert to and what model files store.
+
+Interfaces (``side``: the hyper synthesis' output, channels last; ``at(root)``: this part in the bound model):
+
+    part(y, side, training, rng) -> dict(y_hat, likelihood, scales, means)   a conditional part (the y branch)
+    part.keys                                       how many rng keys the part takes in training
+    part.start(side) -> state                       the plan state once the side information is known
+    part.steps(latent, shape, at) -> [StepGroup]    its coding steps over ``latent`` (NHWC ``shape``)
+    part.decoded(state) -> y_hat                    the decoded latent from the final state (a static function)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlic import plan as P
+from jaxlic.entropy.quantization import quantize
+
+Locate = Callable[[nn.Module], nn.Module]
+
+
+def _mode(training: bool) -> str:
+    return "noise" if training else "dequantize"
+
+
+def on_part(at: Locate, fn: Callable) -> Callable:
+    """A plan step function ``(m, v, *args)`` that runs ``fn(part, *args)`` on the part ``at`` finds in the
+    model bound to ``v``."""
+    return lambda m, v, *args: m.apply(v, *args, method=lambda root, *a: fn(at(root), *a))
+
+
+class EntropyBottleneckLatent(nn.Module):
+    """A latent under a per-channel factorized prior (``EntropyBottleneck``): noisy in training, rounded around
+    the channel medians for coding; the table index of an element is its channel. ``ste``: training passes on
+    the latent rounded around the medians with straight-through gradients (the likelihood still of the noisy
+    one), as CompressAI's checkerboard and ELIC models do with z."""
+
+    entropy_bottleneck: nn.Module
+    layout: str = "nhwc"   # coding order: C order of NHWC, or CompressAI's NCHW
+    ste: bool = False
+    table: str = "entropy_bottleneck"
+
+    def __call__(self, x, training: bool = False, rng=None):
+        x_hat, lik = self.entropy_bottleneck(x, _mode(training), rng)
+        if training and self.ste:
+            x_hat = quantize(x, "ste", self.entropy_bottleneck.medians())
+        return x_hat, lik
+
+    def steps(self, latent: str, shape, at: Locate, update=None) -> list[P.StepGroup]:
+        """One step coding the whole latent; ``update(m, v, state, x_hat) -> state`` (default: stored under
+        ``latent``)."""
+        return [P.factorized(latent, self.table, latent, shape,
+                             on_part(at, lambda part: part.entropy_bottleneck.medians()), update, self.layout)]
+
+
+class GaussianLatent(nn.Module):
+    """y under a Gaussian whose parameters come from the side information alone (all of y in one step):
+    ``means`` False: side = the scales (Balle et al.'s scale hyperprior); True: side = (scales, means) split in
+    two along the channels, scales first (CompressAI's ``chunk(2, 1)``)."""
+
+    gaussian_conditional: nn.Module
+    means: bool = True
+    table: str = "gaussian_conditional"
+    keys = 1
+
+    def params(self, side):
+        return tuple(jnp.split(side, 2, axis=-1)) if self.means else (side, None)
+
+    def __call__(self, y, side, training: bool = False, rng=None):
+        scales, means = self.params(side)
+        y_hat, lik = self.gaussian_conditional(y, scales, means, _mode(training), rng)
+        return _without_none(y_hat=y_hat, likelihood=lik, scales=scales, means=means)
+
+    def start(self, side):
+        return {"side": side}
+
+    def steps(self, latent: str, shape, at: Locate) -> list[P.StepGroup]:
+        def predict(part, state):
+            scales, means = part.params(state["side"])
+            return (jnp.zeros_like(scales) if means is None else means), scales
+
+        return [P.whole(latent, self.table, latent, shape, on_part(at, predict), entropy=_gaussian(at))]
+
+    @staticmethod
+    def decoded(state):
+        return state["y"]
+
+
+class MaskedContextLatent(nn.Module):
+    """Minnen et al.'s joint autoregressive prior: a 5x5 type-A masked convolution over the quantized y, its
+    output beside the side information into 1x1 entropy-parameter layers (``entropy_parameters``, an
+    ``nn.Sequential`` of 1x1 convs and activations) giving (scales, means). In training the context sees y
+    noisy (rounded in evaluation), without means, as CompressAI's forward.
+
+    Coding runs along the wavefront (``plan.wavefront``): positions (i, j) with one t = j + 3 i together, each
+    step the same function as the forward at its positions (``wave_params``, the feature-major form: the
+    context's kept taps gathered, the first 1x1 layer split into its side and context parts)."""
+
+    gaussian_conditional: nn.Module
+    context_prediction: nn.Module   # MaskedConv(M, 2M, 5, "A")
+    entropy_parameters: nn.Module   # nn.Sequential([Conv 1x1, act, Conv 1x1, act, Conv 1x1])
+    precision: Any = None
+    table: str = "gaussian_conditional"
+    keys = 2                        # the context's noise and the likelihood's
+
+    def params(self, side, y_hat):
+        x = self.entropy_parameters(jnp.concatenate([side, self.context_prediction(y_hat)], -1))
+        return tuple(jnp.split(x, 2, axis=-1))
+
+    def __call__(self, y, side, training: bool = False, rng=None):
+        ry, rl = rng if training else (None, None)
+        y_hat = quantize(y, _mode(training), None, ry)
+        scales, means = self.params(side, y_hat)
+        _, lik = self.gaussian_conditional(y, scales, means, _mode(training), rl)
+        return {"y_hat": y_hat, "likelihood": lik, "scales": scales, "means": means}
+
+    # --- the fast step form ---------------------------------------------------------------------------------
+    def start(self, side):
+        """The wavefront's state: the decoded y zero-padded for the 5x5 context (2 rows above, 2 columns each
+        side), and what does not depend on it, computed once: the side information's part of the first layer
+        at every position, and the weights a step multiplies by, sliced and laid out (out, in) once (slicing
+        inside a step would copy them at every step)."""
+        b, h, w, c_side = side.shape
+        layers = self.entropy_parameters.layers
+        first = layers[0].variables["params"]
+        k = first["kernel"][0, 0].astype(side.dtype)
+        hyper = jnp.einsum("...c,co->...o", side, k[:c_side], precision=self.precision) + first["bias"]
+        later = [layer.variables["params"]["kernel"][0, 0].T.astype(side.dtype) for layer in layers[2::2]]
+        m = self.context_prediction.in_features
+        return {"hyper": hyper, "weights": [k[c_side:].T, *later], "taps": self.context_prediction.taps(),
+                "y_pad": jnp.zeros((b, h + 2, w + 4, m), side.dtype)}
+
+    def wave_params(self, state, rows, cols):
+        """(means, scales) at the positions (rows, cols), (B, P, M): the forward's ``params`` computed feature-
+        major (features, B * P), as ``MaskedConv.at`` gives the context."""
+        layers = self.entropy_parameters.layers
+        b = state["y_pad"].shape[0]
+        ctx = self.context_prediction.at(state["y_pad"], rows, cols, state["taps"])
+        mul = lambda w, x: jnp.einsum("oc,cq->oq", w, x, precision=self.precision)
+        first, *later = state["weights"]
+        x = state["hyper"][:, rows, cols].reshape(b * rows.shape[0], -1).T + mul(first, ctx)
+        for w, act, layer in zip(later, layers[1::2], layers[2::2]):
+            x = mul(w, act(x)) + layer.variables["params"]["bias"].astype(x.dtype)[:, None]
+        # the barrier keeps XLA from folding the transpose into the last product (a transposed operand takes
+        # XLA:CPU's slower generic dot)
+        x = jax.lax.optimization_barrier(x).T.reshape(b, rows.shape[0], -1)
+        scales, means = jnp.split(x, 2, axis=-1)
+        return means, scales
+
+    def steps(self, latent: str, shape, at: Locate) -> list[P.StepGroup]:
+        h = shape[1]
+
+        def update(m, v, state, rows, cols, valid, values):
+            r = jnp.where(valid, rows + 2, h + 2)  # out of range: dropped
+            return {**state, "y_pad": state["y_pad"].at[:, r, cols + 2].set(values, mode="drop")}
+
+        predict = on_part(at, lambda part, state, rows, cols, valid: part.wave_params(state, rows, cols))
+        return [P.wavefront(latent, self.table, latent, shape, predict, update, entropy=_gaussian(at))]
+
+    @staticmethod
+    def decoded(state):
+        return state["y_pad"][:, 2:, 2:-2]
+
+
+class CheckerboardLatent(nn.Module):
+    """He et al.'s two-pass checkerboard: the anchors ((row + col) even) from the side information alone (a
+    zero context), then the rest with a checkerboard-masked convolution of the anchors; entropy parameters
+    from concat(context, side). Both passes round around their means with straight-through gradients in
+    training (the likelihood, of the noisy y, is taken once over the whole latent), as CompressAI's forward."""
+
+    gaussian_conditional: nn.Module
+    context_prediction: nn.Module   # MaskedConv(C, 2C, 5, "checkerboard")
+    entropy_parameters: nn.Module
+    means_first: bool = False       # the entropy parameters give (means, scales) rather than (scales, means)
+    table: str = "gaussian_conditional"
+    keys = 1
+
+    def pass_params(self, side, anchors_hat=None):
+        """(scales, means) everywhere; ``anchors_hat``: the decoded anchors, zero elsewhere (None: the anchor
+        pass)."""
+        if anchors_hat is None:
+            shape = side.shape[:3] + (self.context_prediction.features,)
+            ctx = jnp.zeros(shape, side.dtype)
+        else:
+            ctx = self.context_prediction(anchors_hat)
+        a, b = jnp.split(self.entropy_parameters(jnp.concatenate([ctx, side], -1)), 2, axis=-1)
+        return (b, a) if self.means_first else (a, b)
+
+    def two_pass(self, y, side):
+        """(y_hat, scales, means) of the two passes (rounding with straight-through gradients)."""
+        anchor = jnp.asarray(P.checkerboard_mask(*y.shape[1:3], True, 0))[None, :, :, None]
+        s_a, m_a = self.pass_params(side)
+        y_a = anchor * quantize(y, "ste", m_a)
+        s_n, m_n = self.pass_params(side, y_a)
+        y_hat = y_a + (1 - anchor) * quantize(y, "ste", m_n)
+        return y_hat, jnp.where(anchor, s_a, s_n), jnp.where(anchor, m_a, m_n)
+
+    def __call__(self, y, side, training: bool = False, rng=None):
+        y_hat, scales, means = self.two_pass(y, side)
+        _, lik = self.gaussian_conditional(y, scales, means, _mode(training), rng)
+        return {"y_hat": y_hat, "likelihood": lik, "scales": scales, "means": means}
+
+    def start(self, side):
+        return {"side": side, "y": jnp.zeros(side.shape[:3] + (self.context_prediction.in_features,), side.dtype)}
+
+    def steps(self, latent: str, shape, at: Locate) -> list[P.StepGroup]:
+        return _checkerboard_steps(latent, latent, shape, at, lambda part, state: state["side"],
+                                   lambda root: at(root), (0, shape[-1]), self.table)
+
+    @staticmethod
+    def decoded(state):
+        return state["y"]
+
+
+def _checkerboard_steps(name, latent, shape, at, side_of, group_at, bounds, table):
+    """The two checkerboard steps of the channel group ``bounds`` of ``latent``: ``side_of(part, state)`` gives
+    the group's side information, ``group_at(root)`` its ``CheckerboardLatent``; decoded values are added into
+    ``state["y"]``."""
+    c0, c1 = bounds
+    b, h, w, total = shape
+
+    def predict(m, v, state, anchors):
+        def fn(root, state):
+            side = side_of(at(root), state)
+            group = group_at(root)
+            scales, means = group.pass_params(side, None if anchors else state["y"][..., c0:c1])
+            return means, scales
+        means, scales = m.apply(v, state, method=fn)
+        return means, scales, state
+
+    def update(m, v, state, values, anchors):
+        return {**state, "y": state["y"].at[..., c0:c1].add(values)}
+
+    entropy = lambda root: group_at(root).gaussian_conditional
+    return P.checkerboard(name, table, latent, (b, h, w, c1 - c0), predict, update, channels=(c0, total),
+                          entropy=entropy)
+
+
+class ChannelGroupsLatent(nn.Module):
+    """ELIC's uneven channel groups, coded one after another, each by its own ``CheckerboardLatent``; group k's
+    side information is concat(channel context of earlier decoded groups, the hyperprior's side), the channel
+    context a network per group (``channel_context[k]``, k >= 1) over all earlier groups, or (``chandelier``)
+    over the first and the latest."""
+
+    groups: Sequence[nn.Module]          # CheckerboardLatent per group
+    channel_context: Any                 # {k: network} for k >= 1
+    sizes: tuple[int, ...]
+    chandelier: bool = False
+    table: str = "gaussian_conditional"
+    keys = 1
+
+    @property
+    def bounds(self) -> list[tuple[int, int]]:
+        acc = np.cumsum((0,) + tuple(self.sizes))
+        return [(int(a), int(b)) for a, b in zip(acc[:-1], acc[1:])]
+
+    def group_side(self, side, done, k: int):
+        if not k:
+            return side
+        prev = done if not self.chandelier or k == 1 else [done[0], done[-1]]
+        return jnp.concatenate([self.channel_context[k](jnp.concatenate(prev, -1)), side], -1)
+
+    def __call__(self, y, side, training: bool = False, rng=None):
+        done, scales, means = [], [], []
+        for k, (c0, c1) in enumerate(self.bounds):
+            y_hat, s, m = self.groups[k].two_pass(y[..., c0:c1], self.group_side(side, done, k))
+            done.append(y_hat)
+            scales.append(s)
+            means.append(m)
+        scales, means, y_hat = (jnp.concatenate(t, -1) for t in (scales, means, done))
+        _, lik = self.groups[0].gaussian_conditional(y, scales, means, _mode(training), rng)
+        return {"y_hat": y_hat, "likelihood": lik, "scales": scales, "means": means}
+
+    def start(self, side):
+        return {"side": side, "y": jnp.zeros(side.shape[:3] + (sum(self.sizes),), side.dtype)}
+
+    def steps(self, latent: str, shape, at: Locate) -> list[P.StepGroup]:
+        out = []
+        bounds = self.bounds
+        for k, (c0, c1) in enumerate(bounds):
+            def side_of(part, state, k=k):
+                done = [state["y"][..., a:b] for a, b in bounds[:k]]
+                return part.group_side(state["side"], done, k)
+            out += _checkerboard_steps(f"{latent}{k}", latent, shape, at, side_of,
+                                       lambda root, k=k: at(root).groups[k], (c0, c1), self.table)
+        return out
+
+    @staticmethod
+    def decoded(state):
+        return state["y"]
+
+
+class Hyperprior(nn.Module):
+    """Balle et al.'s hyperprior: z = h_a(y) (or of |y|) under ``z`` (an ``EntropyBottleneckLatent``), the side
+    information h_s(z_hat) for ``y``, a conditional part. The plan codes z, then y's steps."""
+
+    h_a: nn.Module
+    h_s: nn.Module
+    z: nn.Module
+    y: nn.Module
+    abs_input: bool = False   # Balle et al.'s scale hyperprior: h_a sees |y|
+
+    def side_latents(self, y) -> dict:
+        return {"z": self.h_a(jnp.abs(y) if self.abs_input else y)}
+
+    def __call__(self, y, training: bool = False, rng=None):
+        keys = jax.random.split(rng, 1 + self.y.keys) if training else [None] * (1 + self.y.keys)
+        z = self.side_latents(y)["z"]
+        z_hat, z_lik = self.z(z, training, keys[0])
+        out = self.y(y, self.h_s(z_hat), training, keys[1] if self.y.keys == 1 else tuple(keys[1:]))
+        lik = out.pop("likelihood")
+        return {**out, "likelihoods": {"y": lik, "z": z_lik}, "z": z, "z_hat": z_hat}
+
+    def start(self, z_hat):
+        return self.y.start(self.h_s(z_hat))
+
+    def plan(self, shapes, at: Locate) -> P.Plan:
+        z = self.z.steps("z", shapes["z"], lambda root: at(root).z,
+                         on_part(at, lambda part, state, z_hat: part.start(z_hat)))
+        y = self.y.steps("y", shapes["y"], lambda root: at(root).y)
+        decoded = type(self.y).decoded
+        return P.Plan(tuple(z + y), shapes, lambda state: {"y": decoded(state)})
+
+
+class FactorizedLatentCodec(nn.Module):
+    """Balle et al.'s factorized prior as the whole tree: y alone under an ``EntropyBottleneckLatent``."""
+
+    y: nn.Module
+
+    def side_latents(self, y) -> dict:
+        return {}
+
+    def __call__(self, y, training: bool = False, rng=None):
+        y_hat, lik = self.y(y, training, rng)
+        return {"y_hat": y_hat, "likelihoods": {"y": lik}}
+
+    def plan(self, shapes, at: Locate) -> P.Plan:
+        return P.Plan(tuple(self.y.steps("y", shapes["y"], lambda root: at(root).y)), shapes)
+
+
+def _gaussian(at: Locate) -> Callable:
+    return lambda root: at(root).gaussian_conditional
+
+
+def _without_none(**kw) -> dict:
+    return {k: v for k, v in kw.items() if v is not None}

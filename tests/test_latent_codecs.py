@@ -1,0 +1,100 @@
+"""Each latent-codec part's coding steps against its own training forward (``jaxlic.latent_codecs``): one test per
+part, not per model. The steps run here as the codec runs them (predict, round around the means, update), on
+random latents; what the steps predict at each element must be what the forward computes there, given the same
+decoded latent."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.lax import Precision
+
+from jaxlic import latent_codecs as lc
+from jaxlic.plan import check_coverage, gather, scatter
+from jaxlic.registry import get_spec
+
+# part -> a registered model whose tree uses it, at a tiny size
+PARTS = {
+    "EntropyBottleneckLatent": ("bmshj2018-factorized", {"N": 8, "M": 12}),
+    "GaussianLatent-scales": ("bmshj2018-hyperprior", {"N": 8, "M": 12}),
+    "GaussianLatent-mean-scale": ("mbt2018-mean", {"N": 8, "M": 12}),
+    "MaskedContextLatent": ("mbt2018", {"N": 8, "M": 12}),
+    "CheckerboardLatent": ("cheng2020-anchor-checkerboard", {"N": 8}),
+    "ChannelGroupsLatent": ("elic2022-official", {"N": 8, "M": 16, "groups": (2, 2, 4, 8)}),
+    "ChannelGroupsLatent-chandelier": ("elic2022-chandelier", {"N": 8, "M": 16, "groups": (2, 2, 4, 8)}),
+}
+
+
+def run_plan(model, variables, latents):
+    """The plan's steps without a coder: per latent, the decoded values and each element's means and scales
+    (or table indexes) as the steps predicted them."""
+    plan = model.plan({k: v.shape for k, v in latents.items()})
+    check_coverage(plan)
+    out = {k: {key: np.zeros(v.shape, np.float32) for key in ("means", "params", "hat")}
+           for k, v in latents.items()}
+    state = {}
+    for g in plan.groups:
+        # compiled where a group repeats (the wavefront); one-step groups run op by op (compiling each costs more)
+        jit = jax.jit if g.count > 1 else (lambda f: f)
+        predict = jit(lambda state, t, g=g: g.predict(model, variables, state, t))
+        update = jit(lambda state, t, values, g=g: g.update(model, variables, state, t, values))
+        for t in range(g.count):
+            t = jnp.int32(t)
+            means, params, state = predict(state, t)
+            pos = g.elements(t)
+            values = jnp.round(gather(latents[g.latent], pos) - means.reshape(-1)) + means.reshape(-1)
+            for key, a in (("means", means), ("params", params), ("hat", values)):
+                out[g.latent][key] = np.asarray(scatter(jnp.asarray(out[g.latent][key]), pos,
+                                                        a.reshape(-1).astype(jnp.float32)))
+            state = update(state, t, values.reshape(means.shape))
+    for k, a in plan.latents(state).items():  # what the plan hands the synthesis is what it decoded
+        np.testing.assert_array_equal(a, out[k]["hat"])
+    return out
+
+
+@pytest.mark.parametrize("part", sorted(PARTS))
+def test_coding_steps_predict_what_the_forward_computes(part):
+    name, config = PARTS[part]
+    model = get_spec(name).build(**config, precision=Precision.HIGHEST)
+    assert part.split("-")[0] in {type(m).__name__ for m in _parts(model)}, f"{name} does not use {part}"
+    shapes = model.latent_shapes(2, 128, 192)      # batch 2; y 8 x 12: up to 4 positions a wavefront step
+    y = jnp.asarray(np.random.default_rng(0).normal(0, 3, shapes["y"]), jnp.float32)
+    # the tree's variables only (the transforms play no part here)
+    variables = model.init(jax.random.key(0), y, method=lambda m, y: m.latent_codec(y))
+    ap = lambda fn, *a: model.apply(variables, *a, method=fn)
+    latents = {"y": y, **ap(lambda m, y: m.latent_codec.side_latents(y), y)}
+    got = run_plan(model, variables, latents)
+    # the forward, fed the latent the steps decoded: a context model's prediction at each element depends only on
+    # elements decoded before it, so given the same decoded latent it must predict the same everywhere
+    fwd = ap(lambda m, y: m.latent_codec(y), y)
+    if "z" in latents:
+        np.testing.assert_array_equal(got["z"]["hat"], fwd["z_hat"])
+        med = np.asarray(ap(lambda m: m.entropy_bottleneck.medians()))
+        np.testing.assert_array_equal(got["z"]["means"], np.broadcast_to(med, got["z"]["means"].shape))
+        np.testing.assert_array_equal(got["z"]["params"], np.broadcast_to(np.arange(med.size), latents["z"].shape))
+        side = ap(lambda m, z: m.latent_codec.h_s(z), fwd["z_hat"])
+        if isinstance(model.bind({}).latent_codec.y, lc.MaskedContextLatent):
+            scales, means = ap(lambda m, s, y_hat: m.latent_codec.y.params(s, y_hat), side, got["y"]["hat"])
+        else:
+            scales, means = fwd["scales"], fwd.get("means", jnp.zeros_like(fwd["scales"]))
+            np.testing.assert_array_equal(got["y"]["hat"], fwd["y_hat"])
+        np.testing.assert_allclose(got["y"]["params"], scales, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got["y"]["means"], means, rtol=1e-5, atol=1e-5)
+    else:  # the factorized prior: y rounded around the channel medians, table index = channel
+        np.testing.assert_array_equal(got["y"]["hat"], fwd["y_hat"])
+        med = np.asarray(ap(lambda m: m.entropy_bottleneck.medians()))
+        np.testing.assert_array_equal(got["y"]["params"], np.broadcast_to(np.arange(med.size), y.shape))
+    # and the decoded latent is the latent rounded around the predicted means
+    np.testing.assert_allclose(got["y"]["hat"], np.round(np.asarray(y) - got["y"]["means"]) + got["y"]["means"],
+                               atol=1e-5)
+
+
+def _parts(model):
+    """The parts of the model's tree (through ``Hyperprior``'s z and y and channel groups)."""
+    def walk(m):
+        yield m
+        for child in ("z", "y"):
+            if isinstance(getattr(m, child, None), lc.nn.Module):
+                yield from walk(getattr(m, child))
+        for g in getattr(m, "groups", ()):
+            yield from walk(g)
+    return list(walk(model.bind({}).latent_codec))
