@@ -95,3 +95,58 @@ def assert_bits_match_streams(codec, latents_out: dict, container, rel: float = 
         print(f"{t}: {bits:.0f} bits by element, {real} in the stream ({(real - bits) / max(real, 1):+.2%})")
         assert abs(real - bits) <= rel * real + 64, (t, bits, real)
     return totals
+
+
+def tiny_config(name: str) -> dict:
+    """A registered model's configuration at a tiny size (structure and coding tests)."""
+    if name == "stf-zigzag":
+        import pathlib
+        from jaxlic.training.config import load_config
+        return dict(load_config(str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "stf.py") + ":tiny")
+                    .model_config)
+    return {"mlicpp": {"N": 8, "M": 64, "slice_num": 2}, "cwam": {"N": 8},
+            "elic2022-official": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)},
+            "elic2022-chandelier": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)}}.get(name, {"N": 8} if "cheng" in name
+                                                                                     else {"N": 8, "M": 12})
+
+
+def fixture_images(out: dict, fixture: str):
+    """The fixture's input as 8-bit images (H, W, 3), one per batch element. The fixture format's input is an
+    image / 255 (fixtures/README.md); one that is not cannot test a codec of 8-bit images and fails, by name."""
+    from conftest import nhwc
+    x = nhwc(out["x"])
+    for b in range(x.shape[0]):
+        img = np.round(x[b] * 255).astype(np.uint8)
+        assert np.array_equal(img.astype(np.float32) / 255, x[b]), \
+            f"{fixture}: input {b} is not an 8-bit image / 255, as the fixture format has it"
+        yield b, img
+
+
+class RoundTrip:
+    """encode -> container bytes -> decode with one codec, and what both sides saw: ``sym`` (per step group),
+    ``enc`` / ``dec`` (``latents_out`` of each side), ``data``, ``container``, ``x_hat`` (the decoder's float
+    image). Checks on the way what every round trip must hold: the decoder's symbols are the encoder's, the latent
+    it hands the synthesis is the encoder's bit for bit, and the per-element bits add up to the streams."""
+
+    def __init__(self, codec, img, coder: str = "constriction", **encode_kw):
+        from jaxlic.coding.container import write_container
+        self.enc, self.dec = {}, {}
+        self.container, self.sym = codec.encode_latents(img, coder, latents_out=self.enc, **encode_kw)
+        self.data = write_container(self.container)
+        assert_bits_match_streams(codec, self.enc, self.container)
+        self.x_hat, sym2 = codec.decode_latents(self.data, latents_out=self.dec)
+        for k in self.sym:
+            np.testing.assert_array_equal(self.sym[k], sym2[k], err_msg=k)
+        np.testing.assert_array_equal(self.enc["y_hat"], self.dec["y_hat"])
+        self.codec = codec
+
+    def assert_decodes_to(self, y_hat, x_hat, label: str, tol: float = 1e-5, margin: float = 1e-2):
+        """The decoded latent and image against independent ones (the official decompress's, or a forward's):
+        the latent within ``tol`` (single rounding flips aside, ``latent_err``), the float image within ``tol``,
+        the 8-bit image exactly (up to pixels within ``margin`` of a rounding step)."""
+        from conftest import rel_err
+        y_err = latent_err(self.dec["y_hat"][0], y_hat, f"{label} decoded y_hat")
+        x_err = rel_err(np.clip(self.x_hat, 0, 1), x_hat)
+        print(f"{label}: decoded y_hat {y_err:.2e}, x_hat {x_err:.2e}; {len(self.data)} bytes")
+        assert y_err <= tol and x_err <= tol, (y_err, x_err)
+        assert_8bit_matches(self.codec.decompress(self.data), x_hat, margin)

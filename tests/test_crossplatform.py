@@ -44,13 +44,21 @@ def test_drift_setting_is_read_and_checked(monkeypatch):
 
 
 def test_indexes_come_from_the_family_lookup(shipped):
-    """The codec's one index function: the Gaussian family's build_indexes for scales (here against the scale
-    table directly), integers unchanged."""
-    scales = jnp.asarray(np.random.default_rng(0).lognormal(0.0, 2.0, (3, 50)), jnp.float32)
-    got = table_indexes(shipped.model, shipped.variables, "gaussian_conditional", scales)
-    np.testing.assert_array_equal(got, build_indexes(scales, default_scale_table()))
+    """The codec's one index function: for scales, the index of the largest entry of the model's scale table
+    below max(scale, 0.11) (written out here in numpy over the table the model holds), found through the plan
+    group's entropy model; integers unchanged."""
+    table = np.asarray(shipped.variables["constants"]["gaussian_conditional"]["scale_table"])
+    scales = np.concatenate([np.random.default_rng(0).lognormal(0.0, 2.0, 150).astype(np.float32), table,
+                             np.float32([0.0, 0.05, 0.11, 1e3])]).reshape(2, -1)  # entries exactly: boundaries
+    plan = shipped.plan(64, 64)
+    y = next(g for g in plan.groups if g.latent == "y")
+    got = np.asarray(table_indexes(shipped.model, shipped.variables, y, jnp.asarray(scales)))
+    want = (table[None, None, :-1] < np.maximum(scales, np.float32(0.11))[..., None]).sum(-1)
+    np.testing.assert_array_equal(got, want)
+    assert got.min() == 0 and got.max() == len(table) - 1  # both ends of the table
     idx = jnp.arange(7, dtype=jnp.int32)
-    assert table_indexes(shipped.model, shipped.variables, "entropy_bottleneck", idx) is idx
+    z = next(g for g in plan.groups if g.latent == "z")
+    assert table_indexes(shipped.model, shipped.variables, z, idx) is idx
 
 
 def test_decoder_on_a_simulated_platform_stops_before_the_step(shipped, monkeypatch):
@@ -146,8 +154,8 @@ def _model_with_spread_scales(name):
         _, config, model, v0, _, out = converted(fixture, precision=None)
         img = np.round(np.clip(nhwc(out["x"])[0], 0, 1) * 255).astype(np.uint8)
     else:
-        from test_zoo import _tiny
-        config = {"mlicpp": {"N": 16, "M": 64, "slice_num": 2}}.get(name) or _tiny(name)
+        from helpers import tiny_config
+        config = {"mlicpp": {"N": 16, "M": 64, "slice_num": 2}}.get(name) or tiny_config(name)
         model = get_spec(name).build(**config)
         m = model.downsampling
         img = np.random.default_rng(5).integers(0, 256, (2 * m, 2 * m, 3), dtype=np.uint8)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import coder_params, fixture_dir, fixture_file, nhwc, rel_err
-from helpers import assert_8bit_matches, assert_bits_match_streams, converted, latent_err, raster_reference
+from helpers import RoundTrip, assert_8bit_matches, converted, fixture_images, latent_err, raster_reference
 from jaxlic.codec import Codec
 from jaxlic.registry import detect_model, get_spec
 
@@ -102,20 +102,9 @@ def test_codec_matches_official(fixture):
     name, config, model, variables, sd, out = converted(fixture)
     codec = Codec(name, model, variables, model.build_tables(variables), config)
     table = np.asarray(variables["constants"]["gaussian_conditional"]["scale_table"], np.float64)
-    x = nhwc(out["x"])
-    for b in range(x.shape[0]):
-        img = np.round(x[b] * 255).astype(np.uint8)
-        if not np.array_equal(img.astype(np.float32) / 255, x[b]):
-            pytest.skip("fixture input is not an 8-bit image")
-        enc, dec = {}, {}
-        c, sym = codec.encode_latents(img, latents_out=enc)
-        from jaxlic.coding.container import write_container
-        data = write_container(c)
-        assert_bits_match_streams(codec, enc, c)
-        x_hat, sym2 = codec.decode_latents(data, latents_out=dec)
-        for k in sym:
-            np.testing.assert_array_equal(sym[k], sym2[k], err_msg=k)
-        np.testing.assert_array_equal(enc["y_hat"], dec["y_hat"])
+    for b, img in fixture_images(out, fixture):
+        rt = RoundTrip(codec, img)
+        enc = rt.enc
         np.testing.assert_array_equal(enc["z_symbols"][0].transpose(2, 0, 1).reshape(-1), out["codec_z_symbols"][b])
         # y per position in the official order (raster, channel fastest)
         y_off = nhwc(out["y"])[b] - nhwc(out["codec_enc_means_hat"])[b]
@@ -125,13 +114,10 @@ def test_codec_matches_official(fixture):
         idx_diff = enc["y_indexes"][0].reshape(-1) != out["codec_y_indexes"][b]
         print(f"{fixture}[{b}]: y symbols differ at {int(sym_diff.sum())} of {sym_diff.size} positions "
               f"({int(free_sym.sum())} lie within 1e-4 of a rounding boundary), indexes at {int(idx_diff.sum())} "
-              f"({int(free_idx.sum())} within 1e-5 of a table boundary); {len(data)} bytes")
+              f"({int(free_idx.sum())} within 1e-5 of a table boundary)")
         assert not (sym_diff & ~free_sym).any() and not (idx_diff & ~free_idx).any()
-        y_err = latent_err(dec["y_hat"][0], nhwc(out["codec_dec_y_hat"])[b], f"{fixture} codec y_hat")
-        x_err = rel_err(np.clip(x_hat, 0, 1), nhwc(out["codec_x_hat"])[b])
-        print(f"{fixture}[{b}]: codec y_hat {y_err:.2e}, x_hat {x_err:.2e}")
-        assert y_err <= TOL and x_err <= TOL
-        assert_8bit_matches(codec.decompress(data), nhwc(out["codec_x_hat"])[b])
+        rt.assert_decodes_to(nhwc(out["codec_dec_y_hat"])[b], nhwc(out["codec_x_hat"])[b], f"{fixture}[{b}] codec",
+                             TOL)
 
 
 @pytest.mark.parity

@@ -115,6 +115,10 @@ def test_quantization_modes():
     m = jnp.full_like(x, 0.25)
     noisy = quantize(x, "noise", rng=jax.random.key(0))
     assert float(jnp.abs(noisy - x).max()) <= 0.5
+    # the noise is U(-1/2, 1/2): its moments and range (not merely bounded: no noise would pass that)
+    u = np.asarray(quantize(jnp.zeros(20000), "noise", rng=jax.random.key(1)))
+    assert abs(u.mean()) < 0.01 and abs(u.std() - 12 ** -0.5) < 0.005 and u.min() < -0.49 and u.max() > 0.49
+    assert not np.array_equal(u, np.asarray(quantize(jnp.zeros(20000), "noise", rng=jax.random.key(2))))
     np.testing.assert_array_equal(quantize(x, "dequantize", m), jnp.round(x - 0.25) + 0.25)
     np.testing.assert_array_equal(quantize(x, "symbols", m), np.round(np.asarray(x) - 0.25).astype(np.int32))
     np.testing.assert_array_equal(jax.grad(lambda x: quantize(x, "ste", m).sum())(x), np.ones(101))

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import nhwc, rel_err
-from helpers import assert_8bit_matches, assert_bits_match_streams, converted
+from helpers import RoundTrip, assert_8bit_matches, converted, fixture_images
 from jaxlic.codec import Codec
-from jaxlic.coding.container import write_container
 from jaxlic.convert.compressai import compressai_tables
 
 pytestmark = pytest.mark.parity
@@ -65,11 +64,7 @@ def test_symbols_and_indexes_match_official(fixture):
     # Symbols from the codec itself: the encoder's own computation of y and the means.
     name, config, model_, variables_, _, _ = converted(fixture)
     codec = Codec(name, model_, variables_, model_.build_tables(variables_), config)
-    x = nhwc(out["x"])
-    for b in range(x.shape[0]):
-        img = np.round(x[b] * 255).astype(np.uint8)
-        if not np.array_equal(img.astype(np.float32) / 255, x[b]):
-            pytest.skip("fixture input is not an 8-bit image; symbols are checked through the forward only")
+    for b, img in fixture_images(out, fixture):
         _, sym = codec.encode_latents(img)
         y_res = nhwc(out["y"])[b] - means[b]
         near = np.abs(np.abs(y_res - np.floor(y_res)) - 0.5) <= TOL * np.abs(nhwc(out["y"])).max()
@@ -88,16 +83,10 @@ def test_real_codec_decodes_official_image(fixture, tables):
     if tables == "checkpoint":
         t = {k: compressai_tables(sd, k) for k in t}
     codec = Codec(name, model, variables, t, config)
-    x = nhwc(out["x"])
-    for b in range(x.shape[0]):
-        img = np.round(x[b] * 255).astype(np.uint8)
-        enc = {}
-        c, _ = codec.encode_latents(img, latents_out=enc)
-        assert_bits_match_streams(codec, enc, c)
-        data = write_container(c)
-        x_hat, _ = codec.decode_latents(data)
-        err = rel_err(np.clip(x_hat, 0, 1), nhwc(out["decoded_x_hat"])[b])  # CompressAI clamps to [0, 1]
-        print(f"{fixture} decoded x_hat ({tables} tables): max relative error {err:.2e}; file {len(data)} bytes, "
+    for b, img in fixture_images(out, fixture):
+        rt = RoundTrip(codec, img)
+        err = rel_err(np.clip(rt.x_hat, 0, 1), nhwc(out["decoded_x_hat"])[b])  # CompressAI clamps to [0, 1]
+        print(f"{fixture} decoded x_hat ({tables} tables): max relative error {err:.2e}; file {len(rt.data)} bytes, "
               f"CompressAI rANS streams {int(out['y_string_bytes'][b]) + int(out['z_string_bytes'][b])} bytes")
         assert err <= TOL
-        assert_8bit_matches(codec.decompress(data), nhwc(out["decoded_x_hat"])[b])  # and in 8 bits
+        assert_8bit_matches(codec.decompress(rt.data), nhwc(out["decoded_x_hat"])[b])  # and in 8 bits
