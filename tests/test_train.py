@@ -341,10 +341,8 @@ def test_sigkill_resumes_from_last_committed_checkpoint(images, tmp_path):
     assert [h["step"] for h in history] == [committed[-1] + 1]
 
 
-def test_two_processes_on_localhost(images, tmp_path):
-    """jax.distributed with 2 CPU processes (gloo collectives): a few steps, each process feeding its half of the
-    global batch from its own slice of the images; both see the same losses, and the checkpoint is shared."""
-    import json
+def _two_processes(images, wd, tmp_path, *flags):
+    """train.py with --multihost on 2 CPU processes of one device each (gloo), coordinator on a free port."""
     import os
     import socket
     import subprocess
@@ -353,27 +351,75 @@ def test_two_processes_on_localhost(images, tmp_path):
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    wd = tmp_path / "w"
-    procs = [subprocess.Popen(
+    return [subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), f"--config={ROOT / 'configs' / 'mbt2018_mean.py'}:tiny",
          f"--config.data.paths=('{images}',)", "--config.batch_size=4", "--config.tensorboard=False",
          f"--workdir={wd}", "--multihost", f"--coordinator=localhost:{port}", "--num_processes=2",
-         f"--process_id={i}", f"--history={tmp_path / f'h{i}.json'}"],
+         f"--process_id={i}", f"--history={tmp_path / f'h{i}.json'}", *flags],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+
+
+def _finish(procs, timeout=600):
+    import subprocess
+    errs = []
     for p in procs:
         try:
-            _, err = p.communicate(timeout=600)
+            errs.append(p.communicate(timeout=timeout)[1])
         except subprocess.TimeoutExpired:
             for q in procs:
                 q.kill()
             raise
+    for p, err in zip(procs, errs):
         assert p.returncode == 0, err[-3000:]
+    return errs
+
+
+def test_two_processes_preempted_on_one_save_the_same_step_and_resume(images, tmp_path):
+    """jax.distributed with 2 CPU processes (gloo collectives), each feeding its half of the global batch from its
+    own slice of the images: both see the same losses. SIGTERM to process 1 (not the one that logs): JAX's
+    preemption service has both agree on a step, both save it in the shared checkpoint and exit cleanly without
+    exporting; the same two commands resume from that step and export at the end."""
+    import json
+    import re
+    import signal
+    import time
+    wd = tmp_path / "w"
+    procs = _two_processes(images, wd, tmp_path, "--config.total_steps=100000", "--config.ckpt_every=100000")
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not ((wd / "metrics.jsonl").exists() and
+                                              len((wd / "metrics.jsonl").read_text().splitlines()) >= 3):
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGTERM)
+        errs = _finish(procs)
+    finally:
+        for p in procs:
+            p.kill()
+    saved = [int(re.search(r"preemption: saving step (\d+)", err).group(1)) for err in errs]
+    assert saved[0] == saved[1] >= 3, saved
     h = [json.loads((tmp_path / f"h{i}.json").read_text()) for i in range(2)]
-    assert [m["step"] for m in h[0]] == [1, 2, 3]
+    assert [m["step"] for m in h[0]] == [m["step"] for m in h[1]] == list(range(1, saved[0] + 1))
     for a, b in zip(*h):
         assert a["loss"] == b["loss"] and a["bpp"] == b["bpp"]
-    assert sorted(int(d.name) for d in (wd / "checkpoints").iterdir() if d.name.isdigit())[-1] == 3
+    assert max(int(d.name) for d in (wd / "checkpoints").iterdir() if d.name.isdigit()) == saved[0]
+    assert not (wd / "model.npz").exists()
+    _finish(_two_processes(images, wd, tmp_path, f"--config.total_steps={saved[0] + 2}"))
+    for i in range(2):
+        assert [m["step"] for m in json.loads((tmp_path / f"h{i}.json").read_text())] == [saved[0] + 1, saved[0] + 2]
     assert (wd / "model.npz").exists()
+
+
+def test_compile_cache_keeps_the_most_recently_used():
+    """The bounded cache of compiled steps: a hit moves an entry to the back, the oldest goes first, and a
+    Trainer given its own cache builds into it (and nothing into the process's default)."""
+    from jaxlic.cache import CompileCache
+    built = []
+    cache = CompileCache(maxsize=2)
+    get = lambda k: cache.get(k, lambda: built.append(k) or k.upper())
+    assert [get("a"), get("b"), get("a"), get("c")] == ["A", "B", "A", "C"]
+    assert "a" in cache and "b" not in cache and "c" in cache and built == ["a", "b", "c"]
+    get("b")
+    assert "a" not in cache and built == ["a", "b", "c", "b"] and (cache.hits, cache.misses) == (1, 4)
 
 
 def test_runs_share_compiled_steps_only_when_they_compute_the_same(images):

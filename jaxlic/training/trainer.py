@@ -1,7 +1,9 @@
 """The training loop: one jitted, donated step over a mesh (data parallel, parameters and optimizer state
 optionally sharded FSDP style: ``jaxlic.training.sharding``), orbax checkpoints with the data iterator's state
-(keep-N plus the best by validation loss), automatic resume, save on SIGTERM, metrics to JSONL and
-TensorBoard, and a frozen-table model export at the end."""
+(keep-N plus the best by validation loss), automatic resume, save on SIGTERM (on several processes, all at the
+step JAX's preemption service has them agree on), metrics to JSONL and TensorBoard, and a frozen-table model
+export at the end. The loop does not wait on the device between log and checkpoint steps: the steps' metrics are
+fetched and checked for non-finite values there, in one transfer."""
 from __future__ import annotations
 
 import json
@@ -23,6 +25,7 @@ from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
+from jaxlic.cache import CompileCache
 from jaxlic.data.pipeline import train_dataset
 from jaxlic.errors import UserError
 from jaxlic.export import load_model, save_model
@@ -72,10 +75,10 @@ def _labels(params):
     return traverse_util.unflatten_dict({k: "aux" if k[-1] == "quantiles" else "main" for k in flat})
 
 
-_COMPILED: dict = {}
+STEPS = CompileCache(maxsize=8)  # the default cache of compiled steps (Trainer(cache=...) takes another)
 
 
-def _compiled(model, lmbda, loss, optim, crop, mesh, sharding, compute, tx, schedule):
+def _compiled(cache, model, lmbda, loss, optim, crop, mesh, sharding, compute, tx, schedule):
     """The jitted training step, evaluation step and initialisation, the state's shardings, and its abstract
     value (shapes, dtypes, shardings: what ``lower`` needs to compile the step without a state). Trainers that
     agree on everything these depend on (the model, the loss and its lambda, the optimizer settings that ``tx``
@@ -85,8 +88,10 @@ def _compiled(model, lmbda, loss, optim, crop, mesh, sharding, compute, tx, sche
         (str(p), tuple(s) if s is not None else ()) for p, s in sharding.get("rules", ()))
     key = (model, float(lmbda), loss, json.dumps(optim.to_dict(), sort_keys=True, default=str), int(crop),
            mesh, min_size, rules, tuple(sorted(compute.items())))
-    if key in _COMPILED:
-        return _COMPILED[key]
+    return cache.get(key, lambda: _build(model, lmbda, loss, crop, mesh, min_size, rules, compute, tx, schedule))
+
+
+def _build(model, lmbda, loss, crop, mesh, min_size, rules, compute, tx, schedule):
     dtype = DTYPES[compute["dtype"]]
     # one trace of init: the variables' shapes, and the entropy models' parameters kept float32 under bfloat16
     abstract, keep = init_shapes(model, jnp.zeros((1, crop, crop, 3), jnp.float32))
@@ -132,13 +137,12 @@ def _compiled(model, lmbda, loss, optim, crop, mesh, sharding, compute, tx, sche
                        constants={k: v for k, v in abstract.items() if k != "params"}, opt_state=opt,
                        rng=jax.ShapeDtypeStruct(rng.shape, rng.dtype))
     state = jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
-    _COMPILED[key] = (jax.jit(train_step, donate_argnums=(0,), in_shardings=(shardings, batch),
+    return (jax.jit(train_step, donate_argnums=(0,), in_shardings=(shardings, batch),
                               out_shardings=(shardings, replicated)),
                       jax.jit(eval_step, in_shardings=(variables, batch), out_shardings=replicated),
                       jax.jit(init, out_shardings=variables),
                       jax.jit(tx.init, out_shardings=shardings.opt_state),
                       shardings, state)
-    return _COMPILED[key]
 
 
 def compute_options(c: ml_collections.ConfigDict) -> dict:
@@ -167,7 +171,9 @@ def make_optimizer(c: ml_collections.ConfigDict):
 
 
 class Trainer:
-    def __init__(self, c: ml_collections.ConfigDict, workdir: str):
+    def __init__(self, c: ml_collections.ConfigDict, workdir: str, cache: CompileCache | None = None):
+        """``cache``: where the jitted steps are kept and looked up (default ``STEPS``, shared by the process's
+        trainers: a resume or a second run of the same computation compiles nothing again)."""
         self.c, self.workdir = c, workdir
         trim_after_compiles()
         self.spec = get_spec(c.model)
@@ -190,7 +196,7 @@ class Trainer:
         self.batch_sharding = batch_sharding(self.mesh)
         self.replicated = NamedSharding(self.mesh, P())
         self._step, self._eval, self._init, self._opt_init, self.shardings, self._abstract = _compiled(
-            self.model, c.lmbda, c.loss, c.optim, c.data.crop, self.mesh, c.get("sharding") or {},
+            STEPS if cache is None else cache, self.model, c.lmbda, c.loss, c.optim, c.data.crop, self.mesh, c.get("sharding") or {},
             compute_options(c), self.tx, self.schedule)
 
     # --- state -------------------------------------------------------------------------------------
@@ -250,8 +256,8 @@ class Trainer:
     def _meta(self):
         return {"model": self.c.model, "model_config": dict(self.c.model_config)}
 
-    def _save(self, mngr, state, data_it, force=False):
-        return mngr.save(int(state.step), force=force, args=ocp.args.Composite(
+    def _save(self, mngr, state, data_it, step: int, force=False):
+        return mngr.save(step, force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_it.get_state()),
             meta=ocp.args.JsonSave(self._meta())))
 
@@ -292,54 +298,77 @@ class Trainer:
             _parameter_overview(state.params)
         state = self._restore(mngr, state, data_it)
         best = self._best_manager() if val is not None else None
-        total = c.total_steps if steps is None else min(c.total_steps, int(state.step) + steps)
+        step = int(state.step)  # the one read of the device's counter: from here on the host counts
+        total = c.total_steps if steps is None else min(c.total_steps, step + steps)
+        # One process: SIGTERM sets a flag. Several: JAX's preemption service (started by jax.distributed) takes
+        # SIGTERM on any process and has all agree on the step at which every one saves (orbax asks it); a Python
+        # handler here would replace its own.
+        multi = jax.process_count() > 1
         stop = {"sigterm": False}
         old = signal.signal(signal.SIGTERM, lambda *_: stop.update(sigterm=True)) \
-            if lead and _main_thread() else None
-        history, window = [], []
+            if not multi and _main_thread() else None
+        history, window, pending = [], [], []
         writer = MetricWriter(self.workdir, c.get("tensorboard", True)) if lead else None
-        bar = tqdm(total=total, initial=int(state.step), desc="train", unit="step", disable=not progress or not lead)
-        t0, s0 = time.perf_counter(), int(state.step)
+        bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress or not lead)
+        t0, s0 = time.perf_counter(), step
+
+        def flush():
+            """The steps' metrics since the last flush, fetched in one transfer and checked: nothing waits on the
+            device between flushes (at log, checkpoint and validation steps, and at the end)."""
+            for n, m in zip([n for n, _ in pending], jax.device_get([m for _, m in pending])):
+                m = {k: float(v) for k, v in m.items()}
+                bad = [k for k, v in m.items() if not math.isfinite(v)]
+                if bad:
+                    last = mngr.latest_step()
+                    raise TrainingError(f"non-finite {', '.join(bad)} at step {n} (the last checkpoint, "
+                                        f"{'none' if last is None else f'step {last}'}, precedes it); metrics: {m}")
+                m["step"] = n
+                history.append(m)
+                window.append(m)
+            pending.clear()
+
+        preempted = False
         try:
-            while int(state.step) < total and not stop["sigterm"]:
+            while step < total and not stop["sigterm"]:
                 local = next(data_it)
                 batch = jax.make_array_from_process_local_data(self.batch_sharding, local)
-                step = int(state.step)
                 state, metrics = self._step(state, batch)
-                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-                if bad:
-                    raise TrainingError(f"non-finite {', '.join(bad)} at step {step + 1} (the state of step {step} "
-                                        f"is in the last checkpoint); metrics: {metrics}")
-                metrics["step"] = step + 1
-                history.append(metrics)
-                window.append(metrics)
+                step += 1
+                pending.append((step, metrics))
                 bar.update(1)
-                done = step + 1 == total
-                if (step + 1) % c.log_every == 0 or done:
-                    rate = (step + 1 - s0) / (time.perf_counter() - t0)
+                done = step == total
+                validating = val is not None and (step % c.eval_every == 0 or done)
+                preempted = multi and mngr.reached_preemption(step)
+                if step % c.log_every == 0 or step % c.ckpt_every == 0 or done or validating or preempted \
+                        or stop["sigterm"]:
+                    flush()  # before any checkpoint: none holds a state past a non-finite step
+                if window and (step % c.log_every == 0 or done):
+                    rate = (step - s0) / (time.perf_counter() - t0)
                     report = {k: float(np.mean([m[k] for m in window])) for k in window[0] if k != "step"}
                     report.update(steps_per_s=rate, images_per_s=rate * c.batch_size,
-                                  eta_s=(total - step - 1) / rate if rate else 0.0)
+                                  eta_s=(total - step) / rate if rate else 0.0)
                     window = []
                     bar.set_postfix(loss=f"{report['loss']:.4f}", bpp=f"{report['bpp']:.3f}",
                                     psnr=f"{report['psnr']:.2f}")
                     if writer:
-                        writer.write(step + 1, report)
-                if val is not None and ((step + 1) % c.eval_every == 0 or done):
+                        writer.write(step, report)
+                if validating:
                     variables = {"params": state.params, **state.constants}
                     v = self.validate(variables, val)
                     if writer:
-                        writer.write(step + 1, v)
+                        writer.write(step, v)
                     history[-1].update(v)
-                    best.save(step + 1, metrics={"val_loss": v["val_loss"]}, args=ocp.args.Composite(
+                    best.save(step, metrics={"val_loss": v["val_loss"]}, args=ocp.args.Composite(
                         variables=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(self._meta())))
-                self._save(mngr, state, data_it)
-            if stop["sigterm"]:
-                log.warning("SIGTERM: saving step %d and exiting", int(state.step))
+                self._save(mngr, state, data_it, step)
+                if preempted:
+                    break
+            flush()
+            if stop["sigterm"] or preempted:
+                log.warning("%s: saving step %d and exiting", "SIGTERM" if stop["sigterm"] else "preemption", step)
             mngr.wait_until_finished()
-            if int(state.step) not in mngr.all_steps():
-                self._save(mngr, state, data_it, force=True)
+            if step not in mngr.all_steps():
+                self._save(mngr, state, data_it, step, force=True)
             mngr.wait_until_finished()
         finally:
             bar.close()
@@ -350,7 +379,7 @@ class Trainer:
             mngr.close()
             if best is not None:
                 best.close()
-        if int(state.step) >= total:
+        if step >= total:
             self.export(state, os.path.join(self.workdir, "model.npz"))
         return history
 
