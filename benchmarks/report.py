@@ -141,6 +141,20 @@ def codec_overhead() -> str:
     return _table(("model", "rounds", "this tree", "before", "paired ratio", "ratio of medians"), rows)
 
 
+def tree_speed() -> str:
+    """tree_speed.json: this tree against an earlier checkout, codecs and training steps, rounds alternating."""
+    d = _load("tree_speed.json")
+    rows = []
+    for kind, entries in (("codec", d["codecs"]), ("training step", d["train_steps"])):
+        for name, m in entries.items():
+            for op, ratio in m["median_paired_ratio"].items():
+                lo, hi = m["paired_ratio_range"][op]
+                rows.append((name, op if kind == "codec" else kind, m["rounds"],
+                             f"{m['median_s']['this tree'][op]:.3f} s", f"{m['median_s']['before'][op]:.3f} s",
+                             f"{ratio:.3f}x ({lo:.2f}-{hi:.2f})"))
+    return _table(("model", "what", "rounds", "this tree", "before", "paired ratio (range)"), rows)
+
+
 # --- docs/training.md -----------------------------------------------------------------------------------------
 def precision() -> str:
     """precision_*.json: float32 then bfloat16, the same data and seed (means of the first / last 10 % of steps)."""
@@ -337,7 +351,7 @@ def wavefront_products() -> str:
     return _table(("positions", *cols), [(r["positions"], *(f"{r[c]:.2f}" for c in cols)) for r in d["rows"]])
 
 
-GENERATORS = {f.__name__: f for f in (models, kodak_shipped, first_run, parity, crossplatform, codec_overhead,
+GENERATORS = {f.__name__: f for f in (models, kodak_shipped, first_run, parity, crossplatform, codec_overhead, tree_speed,
                                       precision, scale_params, scale_stf, scale_mlicpp, coders, layers, train_step,
                                       cli, zoo, cwam, cwam_parts, stf_speed, stf_rate, mlicpp_speed, mlicpp_scaling,
                                       wavefront_products)}
