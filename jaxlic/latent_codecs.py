@@ -304,6 +304,138 @@ class ChannelGroupsLatent(nn.Module):
         return state["y"]
 
 
+class ChannelSlicesLatent(nn.Module):
+    """y in channel slices coded one after another (Minnen & Singh's channel-wise autoregression and what grew
+    from it: TCM's slices, MLIC++'s multi-reference slices): slice k's Gaussian parameters from the side
+    information and the slices decoded before it, by the model's networks (``nets``); each slice coded whole
+    (``spatial="whole"``) or as checkerboard anchors, then the rest (``"checkerboard"``), and its decoded values
+    optionally refined (latent residual prediction). In training each slice is rounded around its means with
+    straight-through gradients (what the next slices and the synthesis see); the likelihood, of the noisy y, is
+    taken once over the whole latent.
+
+    ``nets``: a module without parameters of its own holding the model's per-slice networks (shared), with
+    ``done`` the decoded slices before k (channels last) and ``ctx`` whatever its first call hands the next:
+
+        whole:        params(k, side, done) -> (scales, means, ctx)
+        checkerboard: anchor_params(k, side, done) -> (scales, means, ctx)
+                      refine_anchor(k, side, done, ctx, anchors_hat) -> anchors_hat     (zero off the anchors)
+                      nonanchor_params(k, side, done, ctx, anchors_hat) -> (scales, means)
+        both:         refine(k, side, done, ctx, y_hat_k) -> y_hat_k
+
+    Coding: per slice one step (whole; the slice's elements in ``layout`` order) or two (checkerboard; per
+    channel, row by row, as ``plan.checkerboard_positions``)."""
+
+    gaussian_conditional: nn.Module
+    nets: nn.Module
+    sizes: tuple[int, ...]
+    spatial: str = "whole"
+    anchor_parity: int = 0          # the anchors: (row + col) % 2 == anchor_parity
+    layout: str = "nchw"            # element order of a whole slice's step
+    table: str = "gaussian_conditional"
+    keys = 1
+
+    @property
+    def bounds(self) -> list[tuple[int, int]]:
+        acc = np.cumsum((0,) + tuple(self.sizes))
+        return [(int(a), int(b)) for a, b in zip(acc[:-1], acc[1:])]
+
+    def _anchors(self, shape):
+        return jnp.asarray(P.checkerboard_mask(shape[1], shape[2], True, self.anchor_parity))[None, :, :, None]
+
+    def slice_forward(self, k, y_k, side, done):
+        """(y_hat_k, scales, means) of slice k (rounding with straight-through gradients)."""
+        if self.spatial == "whole":
+            scales, means, ctx = self.nets.params(k, side, done)
+            return self.nets.refine(k, side, done, ctx, quantize(y_k, "ste", means)), scales, means
+        anchor = self._anchors(y_k.shape)
+        s_a, m_a, ctx = self.nets.anchor_params(k, side, done)
+        a_hat = self.nets.refine_anchor(k, side, done, ctx, anchor * quantize(y_k, "ste", m_a))
+        s_n, m_n = self.nets.nonanchor_params(k, side, done, ctx, a_hat)
+        y_hat = self.nets.refine(k, side, done, ctx, a_hat + (1 - anchor) * quantize(y_k, "ste", m_n))
+        return y_hat, jnp.where(anchor, s_a, s_n), jnp.where(anchor, m_a, m_n)
+
+    def __call__(self, y, side, training: bool = False, rng=None):
+        if self.spatial not in ("whole", "checkerboard"):
+            raise ValueError(f"spatial must be 'whole' or 'checkerboard', got {self.spatial!r}")
+        done, scales, means = [], [], []
+        for k, (c0, c1) in enumerate(self.bounds):
+            y_hat, s, m = self.slice_forward(k, y[..., c0:c1], side, done)
+            done.append(y_hat)
+            scales.append(s)
+            means.append(m)
+        scales, means, y_hat = (jnp.concatenate(t, -1) for t in (scales, means, done))
+        _, lik = self.gaussian_conditional(y, scales, means, _mode(training), rng)
+        return {"y_hat": y_hat, "likelihood": lik, "scales": scales, "means": means}
+
+    def start(self, side):
+        return {"side": side, "y": jnp.zeros(side.shape[:3] + (sum(self.sizes),), side.dtype)}
+
+    def _done(self, state, k):
+        return [state["y"][..., a:b] for a, b in self.bounds[:k]]
+
+    def _write(self, state, k, ctx, y_hat_k):
+        c0, c1 = self.bounds[k]
+        y_hat_k = self.nets.refine(k, state["side"], self._done(state, k), ctx, y_hat_k)
+        return {"side": state["side"], "y": state["y"].at[..., c0:c1].set(y_hat_k)}
+
+    def steps(self, latent: str, shape, at: Locate) -> list[P.StepGroup]:
+        b, h, w, total = shape
+        out = []
+        for k, (c0, c1) in enumerate(self.bounds):
+            sub = (b, h, w, c1 - c0)
+            if self.spatial == "whole":
+                out.append(self._whole_step(f"{latent}{k}", latent, sub, k, (c0, total), at))
+            else:
+                out += self._checkerboard_steps(f"{latent}{k}", latent, sub, k, (c0, total), at)
+        return out
+
+    def _whole_step(self, name, latent, shape, k, channels, at):
+        to_layout = (lambda x: jnp.transpose(x, (0, 3, 1, 2))) if self.layout == "nchw" else (lambda x: x)
+
+        def predict(part, state):
+            scales, means, ctx = part.nets.params(k, state["side"], part._done(state, k))
+            return to_layout(means), to_layout(scales), ctx
+
+        def pred(m, v, state, t):
+            means, scales, ctx = m.apply(v, state, method=lambda root, st: predict(at(root), st))
+            return means, scales, {**state, "ctx": ctx}
+
+        def update(m, v, state, t, values):
+            values = P.from_layout(shape, self.layout)(values)
+            return m.apply(v, state, values, method=lambda root, st, y_k: at(root)._write(st, k, st["ctx"], y_k))
+
+        pos = P.flat_positions(shape, self.layout, channels)
+        return P.StepGroup(name, self.table, latent, 1, lambda t: pos, pred, update, _gaussian(at))
+
+    def _checkerboard_steps(self, name, latent, shape, k, channels, at):
+        def predict(m, v, state, anchors):
+            def fn(root, state):
+                part = at(root)
+                side, done = state["side"], part._done(state, k)
+                if anchors:
+                    scales, means, ctx = part.nets.anchor_params(k, side, done)
+                    return means, scales, {**state, "ctx": ctx}
+                scales, means = part.nets.nonanchor_params(k, side, done, state["ctx"], state["anchors"])
+                return means, scales, state
+            return m.apply(v, state, method=fn)
+
+        def update(m, v, state, values, anchors):
+            def fn(root, state, values):
+                part = at(root)
+                if anchors:
+                    a_hat = part.nets.refine_anchor(k, state["side"], part._done(state, k), state["ctx"], values)
+                    return {**state, "anchors": a_hat}
+                return part._write(state, k, state["ctx"], state["anchors"] + values)
+            return m.apply(v, state, values, method=fn)
+
+        return P.checkerboard(name, self.table, latent, shape, predict, update, self.anchor_parity, channels,
+                              _gaussian(at))
+
+    @staticmethod
+    def decoded(state):
+        return state["y"]
+
+
 class Hyperprior(nn.Module):
     """Balle et al.'s hyperprior: z = h_a(y) (or of |y|) under ``z`` (an ``EntropyBottleneckLatent``), the side
     information h_s(z_hat) for ``y``, a conditional part. The plan codes z, then y's steps."""
@@ -313,6 +445,7 @@ class Hyperprior(nn.Module):
     z: nn.Module
     y: nn.Module
     abs_input: bool = False   # Balle et al.'s scale hyperprior: h_a sees |y|
+    side_key: str | None = None  # where given, the forward returns the side information under this key
 
     def side_latents(self, y) -> dict:
         return {"z": self.h_a(jnp.abs(y) if self.abs_input else y)}
@@ -321,8 +454,11 @@ class Hyperprior(nn.Module):
         keys = jax.random.split(rng, 1 + self.y.keys) if training else [None] * (1 + self.y.keys)
         z = self.side_latents(y)["z"]
         z_hat, z_lik = self.z(z, training, keys[0])
-        out = self.y(y, self.h_s(z_hat), training, keys[1] if self.y.keys == 1 else tuple(keys[1:]))
+        side = self.h_s(z_hat)
+        out = self.y(y, side, training, keys[1] if self.y.keys == 1 else tuple(keys[1:]))
         lik = out.pop("likelihood")
+        if self.side_key:
+            out[self.side_key] = side
         return {**out, "likelihoods": {"y": lik, "z": z_lik}, "z": z, "z_hat": z_hat}
 
     def start(self, z_hat):

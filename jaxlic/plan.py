@@ -71,9 +71,13 @@ def check_coverage(plan: Plan) -> dict[str, int]:
 
 
 # --- element layouts ------------------------------------------------------------------------------------
-def flat_positions(shape: Sequence[int], layout: str = "nhwc") -> np.ndarray:
-    """All positions of an NHWC latent in coding order: ``nhwc`` (C order) or ``nchw`` (CompressAI's)."""
-    idx = np.arange(int(np.prod(shape)), dtype=np.int32).reshape(shape)
+def flat_positions(shape: Sequence[int], layout: str = "nhwc", channels=None) -> np.ndarray:
+    """All positions of an NHWC latent in coding order: ``nhwc`` (C order) or ``nchw`` (CompressAI's).
+    ``channels=(first, total)``: ``shape`` is a channel slice of a latent with ``total`` channels, starting at
+    ``first`` (positions into the whole latent)."""
+    b, h, w, c = shape
+    first, total = channels or (0, c)
+    idx = np.arange(b * h * w * total, dtype=np.int32).reshape(b, h, w, total)[..., first:first + c]
     if layout == "nchw":
         idx = idx.transpose(0, 3, 1, 2)
     elif layout != "nhwc":
@@ -97,12 +101,12 @@ def gather(latent: jax.Array, positions: jax.Array) -> jax.Array:
 
 # --- step builders ----------------------------------------------------------------------------------------
 def whole(name: str, table: str, latent: str, shape, predict, update=None, layout: str = "nhwc",
-          entropy=None) -> StepGroup:
+          entropy=None, channels=None) -> StepGroup:
     """One step coding a whole latent at once (a factorized z; a Gaussian y given a hyperprior, mean-scale or
-    scale-only). ``predict(m, v, state) -> (means, params)`` in ``layout``; by default the update writes the
-    values into ``state[latent]``."""
-    pos = flat_positions(shape, layout)  # numpy: a device array made here would wait for the device's queue
-    nhwc = _from_layout(shape, layout)
+    scale-only), or a channel slice of it (``channels`` as in ``flat_positions``). ``predict(m, v, state) ->
+    (means, params)`` in ``layout``; by default the update writes the values into ``state[latent]``."""
+    pos = flat_positions(shape, layout, channels)  # numpy: a device array made here would wait for the device
+    nhwc = from_layout(shape, layout)
 
     def upd(m, v, state, t, values):
         values = nhwc(values)
@@ -112,7 +116,7 @@ def whole(name: str, table: str, latent: str, shape, predict, update=None, layou
                      lambda m, v, state, t: (*predict(m, v, state), state), upd, entropy)
 
 
-def _from_layout(shape, layout):
+def from_layout(shape, layout):
     b, h, w, c = shape
     if layout == "nchw":
         return lambda x: jnp.transpose(x.reshape(b, c, h, w), (0, 2, 3, 1))

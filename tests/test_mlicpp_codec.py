@@ -92,22 +92,24 @@ def _compare(got, ref, near, what):
 
 
 def test_codec_plan_is_two_steps_per_slice():
-    """20 y steps at the official 10 slices (plus z), each coding exactly its checkerboard half of its slice."""
-    from jaxlic.models.mlicpp import MLICPlusPlus, ckbd_squeeze, ckbd_unsqueeze
+    """20 y steps at the official 10 slices (plus z), each coding exactly its checkerboard half of its slice, in
+    the official order (``_squeeze`` of the NCHW slice: per channel, row by row, the anchors at odd columns of
+    even rows and even columns of odd rows)."""
+    import jax.numpy as jnp
+    from jaxlic.models.mlicpp import MLICPlusPlus
     from jaxlic.plan import check_coverage
     model = MLICPlusPlus()
-    plan = model.plan(model.latent_shapes(1, 128, 192))
+    shapes = model.latent_shapes(1, 128, 192)
+    plan = model.plan(shapes)
     steps = plan.groups
     assert len(steps) == 21 and sum(st.table == "gaussian_conditional" for st in steps) == 20
     assert check_coverage(plan) == {"y": 8 * 12 * 320, "z": 2 * 3 * 192}
-    a = np.arange(2 * 5 * 6 * 3, dtype=np.float32).reshape(2, 5, 6, 3)
-    r, c = np.mgrid[:5, :6]
-    for anchors in (True, False):
-        sq = np.asarray(ckbd_squeeze(a, anchors))
-        ref = np.stack([a[:, i, (i + anchors) % 2::2] for i in range(5)], 1)
-        np.testing.assert_array_equal(sq, ref)
-        keep = ((r + c) % 2 == 1) == anchors
-        np.testing.assert_array_equal(np.asarray(ckbd_unsqueeze(sq, anchors)), a * keep[None, :, :, None])
+    nchw = np.arange(int(np.prod(shapes["y"]))).reshape(shapes["y"]).transpose(0, 3, 1, 2)
+    for k, st in enumerate(steps[1:]):
+        i, anchors = divmod(k, 2)
+        assert st.name == f"y{i}_{'nonanchor' if anchors else 'anchor'}"
+        np.testing.assert_array_equal(np.asarray(st.elements(jnp.int32(0))),
+                                      _squeeze(nchw[:, i * 32:(i + 1) * 32], anchors=not anchors).reshape(-1))
 
 
 @pytest.fixture(scope="module")

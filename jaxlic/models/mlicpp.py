@@ -9,7 +9,7 @@ in the official order.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -19,10 +19,10 @@ import numpy as np
 from jaxlic import plan as P
 from jaxlic.errors import UserError
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
-from jaxlic.entropy.quantization import quantize, ste_round
 from jaxlic.layers.blocks import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, gelu
 from jaxlic.layers.conv import Conv, DepthwiseConv, SubpelConv
-from jaxlic.models.base import HyperpriorModel
+from jaxlic.latent_codecs import ChannelSlicesLatent, EntropyBottleneckLatent, Hyperprior
+from jaxlic.models.base import LatentCodecModel
 
 
 class AnalysisTransform(nn.Module):
@@ -93,14 +93,6 @@ class HyperSynthesis(nn.Module):
         return Conv(m * 2, 3, precision=p, name="increase_8")(x)
 
 
-# --- checkerboard -----------------------------------------------------------------------------------------
-def anchor_mask(h: int, w: int) -> np.ndarray:
-    """1 at anchors ((row + col) odd, coded first), 0 at non-anchors; static, from the shape."""
-    r, c = np.mgrid[:h, :w]
-    return ((r + c) % 2 == 1).astype(np.float32)
-
-
-# --- per-slice context modules ------------------------------------------------------------------------------
 class ChannelContext(nn.Module):
     """cat(yhat_<i) -> conv3x3 192, GELU, conv3x3 128, GELU, conv3x3 128 (keys ``fushion.{0,2,4}``, sic)."""
 
@@ -221,7 +213,7 @@ class LinearGlobalIntraContext(nn.Module):
     @nn.compact
     def __call__(self, prev, anchors):
         p = self.precision
-        m = anchor_mask(*prev.shape[1:3])
+        m = P.checkerboard_mask(*prev.shape[1:3], True, 1).astype(np.float32)  # anchors: (row + col) odd
         mm = jnp.asarray(m)[None, :, :, None]
         q = _qkv(prev * (1 - mm), "queries", p)
         k = _qkv(prev * mm, "keys", p)
@@ -240,7 +232,7 @@ def _local_bias_index(window: int = 5) -> np.ndarray:
 def _local_mask(h: int, w: int, window: int = 5) -> np.ndarray:
     """(h, w, window^2, window^2): 0 where both window elements are anchors inside the image, else -100."""
     half = window // 2
-    a = np.pad(anchor_mask(h, w), half)  # zero outside the image
+    a = np.pad(P.checkerboard_mask(h, w, True, 1), half)  # the anchors; zero outside the image
     dy, dx = np.divmod(np.arange(window * window), window)
     inside = np.stack([a[y:y + h, x:x + w] for y, x in zip(dy, dx)], axis=-1) > 0  # (h, w, window^2)
     return np.where(inside[..., :, None] & inside[..., None, :], 0.0, -100.0).astype(np.float32)
@@ -292,10 +284,54 @@ class _LocalMlp(nn.Module):
 
 
 # --- the model --------------------------------------------------------------------------------------------------
-class MLICPlusPlus(HyperpriorModel):
-    """MLIC++ with MEM++: slice_num channel slices, each coded as checkerboard anchors then non-anchors, with
-    local (checkerboard attention), global intra-slice and inter-slice (linear attention) and channel contexts,
-    and latent residual prediction. Submodule names follow the official state_dict (``local_context_{i}`` for
+class MultiReferenceContexts(nn.Module):
+    """MEM++'s per-slice networks, for ``ChannelSlicesLatent`` in checkerboard mode (no parameters of its own:
+    the model's modules, shared, keep the official names). ``side`` is h_s's output: all 2M channels feed every
+    parameter network, channels M..2M-1 (the hyper means) the latent residual predictions."""
+
+    M: int
+    local_context: Sequence[nn.Module]
+    channel_context: Any
+    global_inter_context: Any
+    global_intra_context: Any
+    entropy_parameters_anchor: Sequence[nn.Module]
+    entropy_parameters_nonanchor: Sequence[nn.Module]
+    lrp_anchor: Sequence[nn.Module]
+    lrp_nonanchor: Sequence[nn.Module]
+
+    def anchor_params(self, i, side, done):
+        """Inter-slice and channel contexts (``refs``, reused by the non-anchors) and the anchors' parameters."""
+        refs = []
+        if i:
+            prev = jnp.concatenate(done, -1)
+            refs = [self.global_inter_context[i](prev), self.channel_context[i](prev)]
+        scales, means = jnp.split(self.entropy_parameters_anchor[i](jnp.concatenate(refs + [side], -1)), 2, -1)
+        return scales, means, refs
+
+    def refine_anchor(self, i, side, done, refs, a_hat):
+        anchors = jnp.asarray(P.checkerboard_mask(*a_hat.shape[1:3], True, 1))[None, :, :, None]
+        return a_hat + anchors * self.lrp_anchor[i](jnp.concatenate([side[..., self.M:], *done, a_hat], -1))
+
+    def nonanchor_params(self, i, side, done, refs, a_hat):
+        """Local (checkerboard attention) and intra-slice contexts from the decoded anchors, plus ``refs``."""
+        intra = [self.global_intra_context[i](done[-1], a_hat)] if i else []
+        p = self.entropy_parameters_nonanchor[i](jnp.concatenate([self.local_context[i](a_hat)] + intra + refs
+                                                                 + [side], -1))
+        return tuple(jnp.split(p, 2, -1))
+
+    def refine(self, i, side, done, refs, y_hat_i):
+        rest = jnp.asarray(P.checkerboard_mask(*y_hat_i.shape[1:3], False, 1))[None, :, :, None]
+        return y_hat_i + rest * self.lrp_nonanchor[i](jnp.concatenate([side[..., self.M:], *done, y_hat_i], -1))
+
+
+class MLICPlusPlus(LatentCodecModel):
+    """MLIC++ with MEM++: slice_num channel slices, each coded as checkerboard anchors ((row + col) odd) then
+    non-anchors, with local (checkerboard attention), global intra-slice and inter-slice (linear attention) and
+    channel contexts, and latent residual prediction (``MultiReferenceContexts`` in a ``ChannelSlicesLatent``
+    under a ``Hyperprior``; z rounded with straight-through gradients in training, the official mixed
+    quantization). Coding: z, then per slice its anchors and its non-anchors (2 x slice_num + 1 steps), symbols
+    in the official order (CompressAI's NCHW z; per channel, row by row, the checkerboard half of y, as the
+    official ``ckbd_*_sequeeze``). Submodule names follow the official state_dict (``local_context_{i}`` for
     ``local_context.{i}``). ``old_g_s`` / ``old_lrp``: the ``Old`` modules of the 2023-09 checkpoints."""
 
     N: int = 192
@@ -319,6 +355,8 @@ class MLICPlusPlus(HyperpriorModel):
             # the official model's inter-slice attention has slice_ch * i // 32 heads of 32 channels
             raise UserError(f"mlicpp: M={M} with slice_num={n} gives {M / n:g} channels per slice; MLIC++ needs a "
                             "whole number of at least 32 (its global inter-slice attention has heads of 32 channels)")
+        if self.attention not in _ATTENTION:
+            raise ValueError(f"attention must be one of {sorted(_ATTENTION)}, got {self.attention!r}")
         self.g_a = AnalysisTransform(N, M, p)
         self.g_s = SynthesisTransform(N, M, self.old_g_s, p)
         self.h_a = HyperAnalysis(N, p)
@@ -327,8 +365,6 @@ class MLICPlusPlus(HyperpriorModel):
         self.gaussian_conditional = GaussianConditional()
         self.local_context = [LocalContext(s, precision=p) for _ in range(n)]
         self.channel_context = {i: ChannelContext(p) for i in range(1, n)}
-        if self.attention not in _ATTENTION:
-            raise ValueError(f"attention must be one of {sorted(_ATTENTION)}, got {self.attention!r}")
         self.global_inter_context = {i: LinearGlobalInterContext(s * i // 32, p, self.attention) for i in range(1, n)}
         self.global_intra_context = {i: LinearGlobalIntraContext(precision=p, attention=self.attention)
                                      for i in range(1, n)}
@@ -336,123 +372,10 @@ class MLICPlusPlus(HyperpriorModel):
         self.entropy_parameters_nonanchor = [EntropyParameters(2 * s, p) for _ in range(n)]
         self.lrp_anchor = [LatentResidualPrediction(s, self.old_lrp, p) for _ in range(n)]
         self.lrp_nonanchor = [LatentResidualPrediction(s, self.old_lrp, p) for _ in range(n)]
-
-    def __call__(self, x, training: bool = False, rng=None):
-        """Training forward (``training``: noise for the rates, STE rounding around the means for the decoder
-        and the contexts, as the official mixed quantization) or evaluation forward (rounding)."""
-        rz, ry = jax.random.split(rng) if training else (None, None)
-        y = self.g_a(x)
-        z = self.h_a(y)
-        _, z_lik = self.entropy_bottleneck(z, "noise" if training else "dequantize", rz)
-        z_hat = quantize(z, "ste", self.entropy_bottleneck.medians())
-        hyper = self.h_s(z_hat)
-        y_hat, scales, means = self.slices(y, hyper)
-        _, y_lik = self.gaussian_conditional(y, scales, means, "noise" if training else "dequantize", ry)
-        x_hat = self.g_s(y_hat)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}, "y": y, "z": z, "z_hat": z_hat,
-                "y_hat": y_hat, "scales": scales, "means": means, "hyper": hyper}
-
-    def slices(self, y, hyper):
-        """The multi-reference context model over all slices with STE rounding (forward): y_hat, scales, means."""
-        s = self.slice_ch
-        am = jnp.asarray(anchor_mask(*y.shape[1:3]))[None, :, :, None]
-        nm = 1.0 - am
-        done, scales, means = [], [], []
-        for i in range(self.slice_num):
-            y_i = y[..., i * s:(i + 1) * s]
-            refs, s_a, mu_a = self._anchor_params(i, done, hyper)
-            s_a, mu_a = am * s_a, am * mu_a
-            a_hat = self._after_anchor(i, done, hyper, ste_round(am * y_i - mu_a) + mu_a)
-            s_n, mu_n = self._nonanchor_params(i, done, hyper, refs, a_hat)
-            s_n, mu_n = nm * s_n, nm * mu_n
-            done.append(self._after_nonanchor(i, done, hyper, a_hat + ste_round(nm * y_i - mu_n) + mu_n))
-            scales.append(s_a + s_n)
-            means.append(mu_a + mu_n)
-        return jnp.concatenate(done, -1), jnp.concatenate(scales, -1), jnp.concatenate(means, -1)
-
-    # The four stages of slice i, shared by the forward above and the codec steps below. ``done`` are the
-    # decoded slices before i, (B, h, w, slice_ch) each.
-    def _anchor_params(self, i, done, hyper):
-        """Inter-slice and channel contexts (reused by the non-anchors) and the anchors' scales and means."""
-        s = self.slice_ch
-        refs = []
-        if i:
-            prev = jnp.concatenate(done, -1)
-            refs = [self.global_inter_context[i](prev), self.channel_context[i](prev)]
-        p = self.entropy_parameters_anchor[i](jnp.concatenate(refs + [hyper], -1))
-        return refs, p[..., :s], p[..., s:]
-
-    def _after_anchor(self, i, done, hyper, a_hat):
-        """Anchors' latent residual prediction; ``a_hat`` is zero at the non-anchors and stays so."""
-        am = jnp.asarray(anchor_mask(*a_hat.shape[1:3]))[None, :, :, None]
-        return a_hat + am * self.lrp_anchor[i](jnp.concatenate([hyper[..., self.M:], *done, a_hat], -1))
-
-    def _nonanchor_params(self, i, done, hyper, refs, a_hat):
-        """Local (checkerboard attention) and intra-slice contexts from the decoded anchors, plus refs."""
-        s = self.slice_ch
-        local = [self.local_context[i](a_hat)]
-        intra = [self.global_intra_context[i](done[-1], a_hat)] if i else []
-        p = self.entropy_parameters_nonanchor[i](jnp.concatenate(local + intra + refs + [hyper], -1))
-        return p[..., :s], p[..., s:]
-
-    def _after_nonanchor(self, i, done, hyper, y_hat_i):
-        nm = 1.0 - jnp.asarray(anchor_mask(*y_hat_i.shape[1:3]))[None, :, :, None]
-        return y_hat_i + nm * self.lrp_nonanchor[i](jnp.concatenate([hyper[..., self.M:], *done, y_hat_i], -1))
-
-    # --- codec plan: z, then per slice its anchors and its non-anchors (2 x slice_num + 1 steps) -------------
-    # Coding layout is the official one: z as (B, C, h, w); y elements of a step as (B, slice_ch, h, w/2), the
-    # checkerboard half squeezed (ckbd_*_sequeeze), so the flattened symbols and indexes are in official order.
-    # The z step (``HyperpriorModel.z_step``) hands ``update_z`` z_hat in NHWC.
-    def update_z(self, z_hat):
-        return {"hyper": self.h_s(z_hat), "done": []}
-
-    def predict_anchor(self, state, i):
-        refs, scales, means = self._anchor_params(i, state["done"], state["hyper"])
-        sq = lambda t: jnp.transpose(ckbd_squeeze(t, anchors=True), (0, 3, 1, 2))
-        return sq(means), sq(scales), {**state, "refs": refs}
-
-    def update_anchor(self, state, values, i):
-        a_hat = ckbd_unsqueeze(jnp.transpose(values, (0, 2, 3, 1)), anchors=True)
-        return {**state, "anchor": self._after_anchor(i, state["done"], state["hyper"], a_hat)}
-
-    def predict_nonanchor(self, state, i):
-        scales, means = self._nonanchor_params(i, state["done"], state["hyper"], state["refs"], state["anchor"])
-        sq = lambda t: jnp.transpose(ckbd_squeeze(t, anchors=False), (0, 3, 1, 2))
-        return sq(means), sq(scales), state
-
-    def update_nonanchor(self, state, values, i):
-        y_hat_i = state["anchor"] + ckbd_unsqueeze(jnp.transpose(values, (0, 2, 3, 1)), anchors=False)
-        y_hat_i = self._after_nonanchor(i, state["done"], state["hyper"], y_hat_i)
-        return {"hyper": state["hyper"], "done": state["done"] + [y_hat_i]}
-
-    def plan(self, shapes) -> P.Plan:
-        s, yshape = self.slice_ch, shapes["y"]
-        groups = [self.z_step(shapes, lambda m, v, state, z_hat: m.apply(v, z_hat, method="update_z"), "nchw")]
-        all_pos = np.arange(int(np.prod(yshape)), dtype=np.int32).reshape(yshape)
-        for i in range(self.slice_num):
-            for part, anchors in (("anchor", True), ("nonanchor", False)):
-                pos = np.asarray(jnp.transpose(ckbd_squeeze(all_pos[..., i * s:(i + 1) * s], anchors), (0, 3, 1, 2)))
-                groups.append(P.StepGroup(
-                    f"y{i}_{part}", "gaussian_conditional", "y", 1, lambda t, pos=pos.reshape(-1): pos,
-                    lambda m, v, state, t, i=i, p=part: m.apply(v, state, i, method=f"predict_{p}"),
-                    lambda m, v, state, t, values, i=i, p=part: m.apply(v, state, values, i, method=f"update_{p}"),
-                    lambda root: root.gaussian_conditional))
-        return P.Plan(tuple(groups), shapes, lambda state: {"y": jnp.concatenate(state["done"], -1)})
-
-
-def ckbd_squeeze(x, anchors: bool):
-    """(B, h, w, C) -> (B, h, w/2, C): per row the anchors (or non-anchors), left to right. Anchors sit at odd
-    columns of even rows and even columns of odd rows."""
-    b, h, w, c = x.shape
-    pairs = x.reshape(b, h, w // 2, 2, c)
-    second = jnp.asarray((np.arange(h) + anchors) % 2 == 1)[None, :, None, None]
-    return jnp.where(second, pairs[:, :, :, 1], pairs[:, :, :, 0])
-
-
-def ckbd_unsqueeze(x, anchors: bool):
-    """Inverse of ``ckbd_squeeze``, zeros at the other half."""
-    b, h, w2, c = x.shape
-    second = jnp.asarray((np.arange(h) + anchors) % 2 == 1)[None, :, None, None]
-    zero = jnp.zeros_like(x)
-    pairs = jnp.stack([jnp.where(second, zero, x), jnp.where(second, x, zero)], axis=3)
-    return pairs.reshape(b, h, 2 * w2, c)
+        contexts = MultiReferenceContexts(
+            M, self.local_context, self.channel_context, self.global_inter_context, self.global_intra_context,
+            self.entropy_parameters_anchor, self.entropy_parameters_nonanchor, self.lrp_anchor, self.lrp_nonanchor)
+        self.latent_codec = Hyperprior(
+            self.h_a, self.h_s, EntropyBottleneckLatent(self.entropy_bottleneck, "nchw", ste=True),
+            ChannelSlicesLatent(self.gaussian_conditional, contexts, (s,) * n, "checkerboard", anchor_parity=1),
+            side_key="hyper")
