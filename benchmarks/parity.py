@@ -56,7 +56,7 @@ def fixture_errors(d: pathlib.Path) -> dict:
 
 
 def chunked_errors(model, variables, got, out) -> dict:
-    split = lambda t: np.asarray(model.apply(variables, t, method=lambda m, t: jnp.stack(m.split(t))))
+    split = lambda t: np.asarray(model.apply(variables, t, method=lambda m, t: jnp.stack(m.contexts.split(t))))
     chunks = lambda a: np.moveaxis(a, [1, 2], [0, 4])  # (B, K, C, h, w) -> (K, B, h, w, C)
     errors = {k: rel_err(got[k], out[k]) for k in ("y", "z", "z_hat", "y_hat", "x_hat")}
     errors.update({k: rel_err(split(got[k]), chunks(out[ref])) for k, ref in (("means", "means_hat"),

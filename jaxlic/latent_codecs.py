@@ -436,6 +436,98 @@ class ChannelSlicesLatent(nn.Module):
         return state["y"]
 
 
+def chunks_of(t, keys, grid: int, chunk_ch: int) -> list:
+    """(B, H, W, C) -> its chunks in coding order: chunk (s, r, c) is channel slice s of spatial block (r, c) of
+    a ``grid`` x ``grid`` grid, (B, H/grid, W/grid, chunk_ch) each."""
+    h, w = t.shape[1] // grid, t.shape[2] // grid
+    return [t[:, r * h:(r + 1) * h, c * w:(c + 1) * w, s * chunk_ch:(s + 1) * chunk_ch] for s, r, c in keys]
+
+
+def merge_chunks(chunks, keys, grid: int):
+    """Inverse of ``chunks_of``."""
+    at = dict(zip(keys, chunks))
+    slices = sorted({s for s, _, _ in keys})
+    return jnp.concatenate([jnp.concatenate([jnp.concatenate([at[(s, r, c)] for s in slices], -1)
+                                             for c in range(grid)], 2) for r in range(grid)], 1)
+
+
+class ChunkScanLatent(nn.Module):
+    """y cut into chunks (channel slices x a ``grid`` x ``grid`` grid of spatial blocks) coded one after another
+    in the order of ``chunk_keys`` ((slice, block row, block column) each), every chunk by one network body with
+    its parameters stacked over the chunks, so one compiled function serves all of them, in training (a scan)
+    and in coding (one plan group of K steps): Shen & Liu's channel-first zigzag chunk context. The likelihood,
+    of the noisy y, is taken once over the whole latent; a step codes its chunk in (batch, channel, row, column)
+    order, as CompressAI flattens a latent.
+
+    ``nets`` (the model's networks, shared; ``state`` is whatever ``start`` makes, a pytree):
+
+        start(side) -> state                       what the chunks need, computed once, and the carry
+        scan(state, ys, training, rng) -> (means, scales, y_hats)   all chunks (K, B, h, w, c): the forward,
+                                                   each chunk rounded around its means with straight-through
+                                                   gradients
+        params(state, k) -> (means, scales)        chunk k (k traced)
+        decode(state, y_bar, k) -> (state, y_hat)  chunk k from y_bar = round(y - means) + means
+    """
+
+    gaussian_conditional: nn.Module
+    nets: nn.Module
+    chunk_keys: tuple
+    grid: int
+    chunk_ch: int
+    table: str = "gaussian_conditional"
+    keys = 2                        # the likelihood's noise, and the nets' (e.g. drop-path)
+
+    def __call__(self, y, side, training: bool = False, rng=None):
+        ry, rn = rng if training else (None, None)
+        ys = jnp.stack(chunks_of(y, self.chunk_keys, self.grid, self.chunk_ch))
+        means, scales, y_hats = self.nets.scan(self.nets.start(side), ys, training, rn)
+        means, scales, y_hat = (merge_chunks(list(t), self.chunk_keys, self.grid) for t in (means, scales, y_hats))
+        _, lik = self.gaussian_conditional(y, scales, means, _mode(training), ry)
+        return {"y_hat": y_hat, "likelihood": lik, "scales": scales, "means": means}
+
+    def start(self, side):
+        first = jax.tree_util.tree_leaves(side)[0]
+        shape = first.shape[:3] + (len({s for s, _, _ in self.chunk_keys}) * self.chunk_ch,)
+        return {"nets": self.nets.start(side), "y": jnp.zeros(shape, first.dtype)}
+
+    def steps(self, latent: str, shape, at: Locate) -> list[P.StepGroup]:
+        b, H, W, M = shape
+        g, cw = self.grid, self.chunk_ch
+        h, w = H // g, W // g
+        pos = np.arange(b * H * W * M, dtype=np.int32).reshape(shape)
+        elems = np.stack([c.transpose(0, 3, 1, 2).reshape(-1) for c in chunks_of(pos, self.chunk_keys, g, cw)])
+        origins = np.asarray([(0, r * h, c * w, s * cw) for s, r, c in self.chunk_keys], np.int32)
+        nchw = lambda t: jnp.transpose(t, (0, 3, 1, 2))
+
+        def predict(m, v, state, t):
+            means, scales = m.apply(v, state["nets"], t, method=lambda root, st, k: at(root).nets.params(st, k))
+            return nchw(means), nchw(scales), state
+
+        def update(m, v, state, t, values):
+            y_bar = jnp.transpose(values.reshape(b, cw, h, w), (0, 2, 3, 1))
+            nets, y_hat = m.apply(v, state["nets"], y_bar, t,
+                                  method=lambda root, st, y_bar, k: at(root).nets.decode(st, y_bar, k))
+            origin = tuple(jnp.asarray(origins)[t])
+            return {"nets": nets, "y": jax.lax.dynamic_update_slice(state["y"], y_hat.astype(state["y"].dtype),
+                                                                      origin)}
+
+        return [P.StepGroup(latent, self.table, latent, len(self.chunk_keys), lambda t: jnp.asarray(elems)[t],
+                            predict, update, _gaussian(at))]
+
+    @staticmethod
+    def decoded(state):
+        return state["y"]
+
+
+class Branches(nn.Module):
+    """Several networks on one input (e.g. separate mean and scale hyper syntheses): a tuple of their outputs."""
+
+    modules: Sequence[nn.Module]
+
+    def __call__(self, x):
+        return tuple(m(x) for m in self.modules)
+
+
 class Hyperprior(nn.Module):
     """Balle et al.'s hyperprior: z = h_a(y) (or of |y|) under ``z`` (an ``EntropyBottleneckLatent``), the side
     information h_s(z_hat) for ``y``, a conditional part. The plan codes z, then y's steps."""

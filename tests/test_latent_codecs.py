@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from jax.lax import Precision
 
+from helpers import tiny_config
 from jaxlic import latent_codecs as lc
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
 from jaxlic.layers.conv import Conv, SubpelConv
@@ -29,6 +30,7 @@ PARTS = {
     "ChannelGroupsLatent-chandelier": ("elic2022-chandelier", {"N": 8, "M": 16, "groups": (2, 2, 4, 8)}),
     "ChannelSlicesLatent-checkerboard": ("mlicpp", {"N": 8, "M": 64, "slice_num": 2}),
     "ChannelSlicesLatent-whole": ("a channel-wise model written here", {}),
+    "ChunkScanLatent": ("stf-zigzag", tiny_config("stf-zigzag")),
 }
 
 

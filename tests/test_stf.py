@@ -30,13 +30,13 @@ def _teacher_forced(model):
     """Per chunk k: its means and scales from the hyperprior of z_hat and the official decoded chunks before k, and
     its decoded chunk from round(y - mu) + mu with the official mu. A scan over k: one compiled chunk."""
     def run(m, z_hat, y_chunks, y_hat_chunks, mus):
-        hyper = m.hyper_outs(m.hyper(z_hat))
+        hyper = m.contexts.hyper_outs(m.contexts.hyper((m.h_mean_s(z_hat), m.h_scale_s(z_hat))))
 
         def step(support, xs):
             k, y, y_hat, mu_ref = xs
-            mu, scale = m.chunk_params(hyper, support, k)
-            decoded = m.chunk_decode(hyper, support, jnp.round(y - mu_ref) + mu_ref, k)
-            return m.push(support, y_hat, k), (mu, scale, decoded)
+            mu, scale = m.contexts.chunk_params(hyper, support, k)
+            decoded = m.contexts.chunk_decode(hyper, support, jnp.round(y - mu_ref) + mu_ref, k)
+            return m.contexts.push(support, y_hat, k), (mu, scale, decoded)
 
         support = jnp.zeros(y_hat_chunks.shape[1:4] + (m.support_window * m.chunk_ch,))
         return jax.lax.scan(step, support, (jnp.arange(y_chunks.shape[0]), y_chunks, y_hat_chunks, mus))[1]
@@ -55,7 +55,7 @@ def test_forward_matches_official(fixture):
     errors["z_hat"] = latent_err(r["z_hat"], nhwc(out["z_hat"]), f"{fixture} z_hat")
     errors["y_hat"] = latent_err(r["y_hat"], nhwc(out["y_hat"]), f"{fixture} y_hat")
     errors["z_likelihoods"] = rel_err(r["likelihoods"]["z"], nhwc(out["z_likelihoods"]))
-    split = jax.jit(lambda v, t: model.apply(v, t, method=lambda m, t: jnp.stack(m.split(t))))
+    split = jax.jit(lambda v, t: model.apply(v, t, method=lambda m, t: jnp.stack(m.contexts.split(t))))
     K, cw = len(model.chunk_keys), model.chunk_ch
     y_lik = np.asarray(out["y_likelihoods"]).reshape(out["y_likelihoods"].shape[0], K, cw, *out["y_likelihoods"].shape[2:])
     errors["y_likelihoods"] = rel_err(split(variables, r["likelihoods"]["y"]), _chunks(y_lik))
@@ -109,8 +109,8 @@ def test_modules_match_official(fixture):
     y_chunks, y_hat_chunks, mus = (_chunks(out[k]) for k in ("y_zigzag", "y_hat_zigzag", "means_hat"))
 
     def chunk_modules(m, z_hat, k, support, y_bar, ins):
-        hyper = [h[k] for h in m.hyper_outs(m.hyper(z_hat))]
-        nets, kernels = m.chunk_nets(k)
+        hyper = [h[k] for h in m.contexts.hyper_outs(m.contexts.hyper((m.h_mean_s(z_hat), m.h_scale_s(z_hat))))]
+        nets, kernels = m.contexts.chunk_nets(k)
         bar = jnp.concatenate([support, jnp.zeros_like(y_bar)], -1)
         bar = jax.lax.dynamic_update_slice_in_dim(bar, y_bar, jnp.minimum(k, m.support_window) * m.chunk_ch, -1)
         outs = {"cc_mean_transforms2": nets.cc_mean(hyper[0], support, kernels[0]),
@@ -140,7 +140,7 @@ def test_modules_match_official(fixture):
             ref = nhwc(inter[f"{name}.{k}.out"]) if "transforms" in name else \
                 inter[f"{name.split('.')[0]}.{k}.{name.split('.')[1]}.out0"].reshape(value.shape)
             errors[f"{name}[{k}]"] = rel_err(value, ref)
-        support = model.apply(variables, support, jnp.asarray(y_hat_chunks[k]), k, method=lambda m, s, y, k: m.push(s, y, k))
+        support = model.apply(variables, support, jnp.asarray(y_hat_chunks[k]), k, method=lambda m, s, y, k: m.contexts.push(s, y, k))
     worst = sorted(errors.items(), key=lambda kv: -kv[1])[:8]
     print(fixture, f"{len(errors)} modules, worst:", {k: f"{v:.2e}" for k, v in worst})
     assert max(errors.values()) <= TOL, worst

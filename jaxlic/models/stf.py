@@ -23,13 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlic import plan as P
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
-from jaxlic.entropy.quantization import quantize, ste_round
+from jaxlic.entropy.quantization import ste_round
 from jaxlic.layers.conv import Conv, SubpelConv, pixel_shuffle
 from jaxlic.layers.init import torch_conv_kernel_init
 from jaxlic.layers.swin import PatchEmbed, SwinStage, gelu
-from jaxlic.models.base import HyperpriorModel
+from jaxlic.latent_codecs import (Branches, ChunkScanLatent, EntropyBottleneckLatent, Hyperprior, chunks_of)
+from jaxlic.models.base import LatentCodecModel
 
 
 def chunk_order(num_slices: int, grid: int, order: str = "official") -> tuple[tuple[int, int, int], ...]:
@@ -210,8 +210,89 @@ def push(support, y_hat, k, W: int):
     return jax.lax.dynamic_update_slice_in_dim(support, y_hat.astype(support.dtype), jnp.minimum(k, W - 1) * cw, -1)
 
 
-class STFZigzag(HyperpriorModel):
-    """``stf-zigzag``. Defaults are the official model: 417,843,543 parameters."""
+class ChunkContexts(nn.Module):
+    """The chunk networks as ``ChunkScanLatent`` uses them (no parameters of its own: the model's, shared). The
+    side information is (h_mean_s(z_hat), h_scale_s(z_hat)); the state holds every chunk's first-conv hyperprior
+    parts and the support, the last min(k, W) decoded chunks on channels (``push``)."""
+
+    chunks: nn.Module                # the scanned ``ChunkNets``, parameters stacked over chunks
+    chunk_fields: Any                # its fields, to bind one chunk's slice of them (``chunk_nets``)
+    stores: Any                      # support kernels (mean, scale, LRP), ragged, chunk after chunk
+    hyper_kernels: Any               # every chunk's first-conv kernel over the hyperprior (mean, scale, LRP)
+    chunk_keys: tuple
+    grid: int
+    precision: Any = None
+
+    @property
+    def chunk_ch(self) -> int:
+        return self.chunk_fields["chunk_ch"]
+
+    @property
+    def support_window(self) -> int:
+        return self.chunk_fields["window_slots"]
+
+    def split(self, t):
+        """(B, H, W, M) -> the chunks in coding order, (B, H/grid, W/grid, M/num_slices) each."""
+        return chunks_of(t, self.chunk_keys, self.grid, self.chunk_ch)
+
+    def hyper(self, side):
+        """The hyperprior every chunk sees: (means, scales), each all chunks of h_*_s(z_hat) on channels in
+        coding order (channel k * chunk_ch + c, as the official view of the stacked chunks)."""
+        return tuple(jnp.concatenate(self.split(h), -1) for h in side)
+
+    def hyper_outs(self, hyper):
+        """Every chunk's first-conv hyperprior parts (mean, scale, LRP), (K, B, h, w, width) each."""
+        (km, ks, kl), p = self.hyper_kernels, self.precision
+        return hyper_convs(hyper[0], km, p), hyper_convs(hyper[1], ks, p), hyper_convs(hyper[0], kl, p)
+
+    def chunk_nets(self, k):
+        """Chunk k's networks: the scan's body bound to the k-th slice of the stacked parameters (k may be
+        traced), and its support kernels (mean, scale, LRP) cut from the ragged stores."""
+        params = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, k, keepdims=False),
+                              self.chunks.variables["params"])
+        kernels, _ = support_kernels(self.stores, k, self.support_window, len(self.chunk_keys))
+        return ChunkNets(**self.chunk_fields, parent=None).bind({"params": params}), kernels
+
+    def chunk_params(self, hyper_outs, support, k):
+        """(means, scales) of chunk k, given ``hyper_outs(hyper)`` and the support (``push``-ed decoded chunks)."""
+        nets, kernels = self.chunk_nets(k)
+        return nets.params_of([h[k] for h in hyper_outs[:2]], support, kernels[:2])
+
+    def chunk_decode(self, hyper_outs, support, y_bar, k):
+        """Chunk k decoded from y_bar = round(y - mu) + mu: plus its latent residual prediction."""
+        nets, kernels = self.chunk_nets(k)
+        m = jnp.minimum(k, self.support_window)
+        return y_bar + nets.residual(hyper_outs[2][k], with_bar(support, y_bar, m), kernels[2])
+
+    def push(self, support, y_hat, k):
+        return push(support, y_hat, k, self.support_window)
+
+    # --- what ChunkScanLatent calls ---------------------------------------------------------------------------
+    def start(self, side):
+        b, h, w, _ = side[0].shape
+        g = self.grid
+        return {"hyper_outs": self.hyper_outs(self.hyper(side)),
+                "support": jnp.zeros((b, h // g, w // g, self.support_window * self.chunk_ch), side[0].dtype)}
+
+    def scan(self, state, ys, training, rng):
+        K = ys.shape[0]
+        keys = jax.random.split(jax.random.fold_in(rng, 2), K) if training else None
+        support = jnp.zeros(ys.shape[1:4] + (self.support_window * self.chunk_ch,), ys.dtype)
+        _, out = self.chunks(support, (jnp.arange(K), ys, state["hyper_outs"], keys), self.stores)
+        return out
+
+    def params(self, state, k):
+        return self.chunk_params(state["hyper_outs"], state["support"], k)
+
+    def decode(self, state, y_bar, k):
+        y_hat = self.chunk_decode(state["hyper_outs"], state["support"], y_bar, k)
+        return {**state, "support": self.push(state["support"], y_hat, k)}, y_hat
+
+
+class STFZigzag(LatentCodecModel):
+    """``stf-zigzag``: its transforms, and a ``Hyperprior`` over z (rounded with straight-through gradients in
+    training) and y in chunks (``ChunkScanLatent`` of the ``ChunkContexts``). Defaults are the official model:
+    417,843,543 parameters."""
 
     embed_dim: int = 48
     depths: tuple = (2, 2, 6, 2)
@@ -287,14 +368,17 @@ class STFZigzag(HyperpriorModel):
         hyper_ch = K * cw
         ms, ls = int(support_slots(K, W, 0)[1].sum()), int(support_slots(K, W, 1)[1].sum())
         init, init_l = torch_conv_kernel_init(9 * (hyper_ch + W * cw)), torch_conv_kernel_init(9 * (hyper_ch + (W + 1) * cw))
+        # ``plan`` binds the model without variables (``LatentCodecModel.plan``): no values then, none needed
+        bare = not self.is_initializing() and not self.variables.get("params")
+        param = (lambda name, *_: None) if bare else self.param
         # every chunk's support kernels, chunk after chunk (min(k, W) slots each; the LRP's one more)
-        self.cc_mean_support = self.param("cc_mean_support", init, (ms, 3, 3, cw, w0))
-        self.cc_scale_support = self.param("cc_scale_support", init, (ms, 3, 3, cw, w0))
-        self.lrp_support = self.param("lrp_support", init_l, (ls, 3, 3, cw, w0))
+        self.cc_mean_support = param("cc_mean_support", init, (ms, 3, 3, cw, w0))
+        self.cc_scale_support = param("cc_scale_support", init, (ms, 3, 3, cw, w0))
+        self.lrp_support = param("lrp_support", init_l, (ls, 3, 3, cw, w0))
         # and every chunk's kernel over the hyperprior, stacked, (output, kernel row, column, input)
-        self.cc_mean_hyper = self.param("cc_mean_hyper", init, (K, w0, 3, 3, hyper_ch))
-        self.cc_scale_hyper = self.param("cc_scale_hyper", init, (K, w0, 3, 3, hyper_ch))
-        self.lrp_hyper = self.param("lrp_hyper", init_l, (K, w0, 3, 3, hyper_ch))
+        self.cc_mean_hyper = param("cc_mean_hyper", init, (K, w0, 3, 3, hyper_ch))
+        self.cc_scale_hyper = param("cc_scale_hyper", init, (K, w0, 3, 3, hyper_ch))
+        self.lrp_hyper = param("lrp_hyper", init_l, (K, w0, 3, 3, hyper_ch))
         ctx = self._drop_paths(rdepths)  # the official code slices the synthesis' rates here
         self.chunk_fields = dict(
             chunk_ch=cw, num_chunks=K, widths=self.context_widths, window_slots=W, hyper_ch=hyper_ch, heads=self.context_heads,
@@ -306,6 +390,13 @@ class STFZigzag(HyperpriorModel):
             precision=p)
         self.chunks = nn.scan(ChunkNets, variable_axes={"params": 0}, split_rngs={"params": True},
                               in_axes=(0, nn.broadcast), length=K)(**self.chunk_fields)
+        self.contexts = ChunkContexts(
+            self.chunks, self.chunk_fields, (self.cc_mean_support, self.cc_scale_support, self.lrp_support),
+            (self.cc_mean_hyper, self.cc_scale_hyper, self.lrp_hyper), self.chunk_keys, self.grid, p)
+        self.latent_codec = Hyperprior(
+            self.h_a, Branches((self.h_mean_s, self.h_scale_s)), EntropyBottleneckLatent(self.entropy_bottleneck,
+                                                                                         ste=True),
+            ChunkScanLatent(self.gaussian_conditional, self.contexts, self.chunk_keys, self.grid, cw))
 
     # --- transforms ---------------------------------------------------------------------------------------------
     def g_a(self, x, rng=None):
@@ -319,119 +410,12 @@ class STFZigzag(HyperpriorModel):
             y_hat = layer(y_hat, None if rng is None else jax.random.fold_in(rng, i))
         return self.end_conv_2(pixel_shuffle(self.end_conv_0(y_hat), self.patch))
 
-    def analysis(self, x):
-        y = self.g_a(x)
-        return {"y": y, "z": self.h_a(y)}
-
-    def synthesis(self, y_hat):
-        return self.g_s(y_hat)
-
-    # --- chunks -------------------------------------------------------------------------------------------------
-    def split(self, t):
-        """(B, H, W, M) -> the chunks in coding order, (B, H/grid, W/grid, M/num_slices) each."""
-        g, cw = self.grid, self.chunk_ch
-        h, w = t.shape[1] // g, t.shape[2] // g
-        return [t[:, r * h:(r + 1) * h, c * w:(c + 1) * w, s * cw:(s + 1) * cw] for s, r, c in self.chunk_keys]
-
-    def merge(self, chunks):
-        """Inverse of ``split``."""
-        g, S = self.grid, self.num_slices
-        at = dict(zip(self.chunk_keys, chunks))
-        return jnp.concatenate([jnp.concatenate([jnp.concatenate([at[(s, r, c)] for s in range(S)], -1)
-                                                 for c in range(g)], 2) for r in range(g)], 1)
-
-    def hyper(self, z_hat):
-        """The hyperprior every chunk sees: (means, scales), each all chunks of h_*_s(z_hat) on channels in
-        coding order (channel k * chunk_ch + c, as the official view of the stacked chunks)."""
-        return tuple(jnp.concatenate(self.split(h(z_hat)), -1) for h in (self.h_mean_s, self.h_scale_s))
-
-    def _stores(self):
-        return self.cc_mean_support, self.cc_scale_support, self.lrp_support
-
-    def hyper_outs(self, hyper):
-        """Every chunk's first-conv hyperprior parts (mean, scale, LRP), (K, B, h, w, width) each."""
-        p = self.precision
-        return (hyper_convs(hyper[0], self.cc_mean_hyper, p), hyper_convs(hyper[1], self.cc_scale_hyper, p),
-                hyper_convs(hyper[0], self.lrp_hyper, p))
-
     def __call__(self, x, training: bool = False, rng=None):
         """Training forward (``training``: noise for the rates, drop-path, STE rounding around the means for the
-        decoder and the context, as the official forward) or evaluation forward (rounding)."""
-        mode = "noise" if training else "dequantize"
-        rz, ry, rd = jax.random.split(rng, 3) if training else (None, None, None)
+        decoder and the context, as the official forward) or evaluation forward (rounding). The tree splits
+        ``rng`` in three (z's noise, y's, the drop-path key); the transforms fold the last as the chunks do."""
+        rd = jax.random.split(rng, 3)[2] if training else None
         fold = (lambda i: jax.random.fold_in(rd, i)) if training else (lambda i: None)
         y = self.g_a(x, fold(0))
-        z = self.h_a(y)
-        _, z_lik = self.entropy_bottleneck(z, mode, rz)
-        z_hat = quantize(z, "ste", self.entropy_bottleneck.medians())
-        hyper = self.hyper(z_hat)
-        ys = jnp.stack(self.split(y))
-        K, W = ys.shape[0], self.support_window
-        keys = jax.random.split(fold(2), K) if training else None
-        support = jnp.zeros(ys.shape[1:4] + (W * self.chunk_ch,), y.dtype)
-        xs = (jnp.arange(K), ys, self.hyper_outs(hyper), keys)
-        _, (mus, scales, y_hats) = self.chunks(support, xs, self._stores())
-        means, scales, y_hat = self.merge(list(mus)), self.merge(list(scales)), self.merge(list(y_hats))
-        _, y_lik = self.gaussian_conditional(y, scales, means, mode, ry)
-        return {"x_hat": self.g_s(y_hat, fold(1)), "likelihoods": {"y": y_lik, "z": z_lik}, "y": y, "z": z,
-                "z_hat": z_hat, "y_hat": y_hat, "scales": scales, "means": means}
-
-    # --- one chunk at a time (the codec's steps; also for checking chunk by chunk) -------------------------------
-    def chunk_nets(self, k):
-        """Chunk k's networks: the scan's body bound to the k-th slice of the stacked parameters (k may be
-        traced), and its support kernels (mean, scale, LRP) cut from the ragged stores."""
-        params = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, k, keepdims=False),
-                              self.variables["params"]["chunks"])
-        kernels, _ = support_kernels(self._stores(), k, self.support_window, len(self.chunk_keys))
-        return ChunkNets(**self.chunk_fields, parent=None).bind({"params": params}), kernels
-
-    def chunk_params(self, hyper_outs, support, k):
-        """(means, scales) of chunk k, given ``hyper_outs(hyper)`` and the support (``push``-ed decoded chunks)."""
-        nets, kernels = self.chunk_nets(k)
-        return nets.params_of([h[k] for h in hyper_outs[:2]], support, kernels[:2])
-
-    def chunk_decode(self, hyper_outs, support, y_bar, k):
-        """Chunk k decoded from y_bar = round(y - mu) + mu: plus its latent residual prediction."""
-        nets, kernels = self.chunk_nets(k)
-        m = jnp.minimum(k, self.support_window)
-        return y_bar + nets.residual(hyper_outs[2][k], with_bar(support, y_bar, m), kernels[2])
-
-    def push(self, support, y_hat, k):
-        return push(support, y_hat, k, self.support_window)
-
-    # --- codec plan: z, then one step per chunk (one compiled step for all) ---------------------------------------
-    # A step's elements are its chunk in (batch, channel, row, column) order, as CompressAI flattens a latent.
-    def start_chunks(self, z_hat):
-        hyper = self.hyper(z_hat)
-        b, h, w, _ = hyper[0].shape
-        g = self.grid
-        return {"hyper_outs": self.hyper_outs(hyper),
-                "support": jnp.zeros((b, h, w, self.support_window * self.chunk_ch), z_hat.dtype),
-                "y": jnp.zeros((b, h * g, w * g, self.M), z_hat.dtype)}
-
-    def predict_chunk(self, state, k):
-        mu, scale = self.chunk_params(state["hyper_outs"], state["support"], k)
-        nchw = lambda t: jnp.transpose(t, (0, 3, 1, 2))
-        return nchw(mu), nchw(scale), state
-
-    def update_chunk(self, state, values, k):
-        y_hat = self.chunk_decode(state["hyper_outs"], state["support"], jnp.transpose(values, (0, 2, 3, 1)), k)
-        _, h, w, cw = y_hat.shape
-        origin = jnp.asarray([(0, r * h, c * w, s * cw) for s, r, c in self.chunk_keys], jnp.int32)[k]
-        return {"hyper_outs": state["hyper_outs"], "support": self.push(state["support"], y_hat, k),
-                "y": jax.lax.dynamic_update_slice(state["y"], y_hat.astype(state["y"].dtype), tuple(origin))}
-
-    def plan(self, shapes) -> P.Plan:
-        b, H, W, M = shapes["y"]
-        g, cw = self.grid, self.chunk_ch
-        h, w = H // g, W // g
-        pos = np.arange(b * H * W * M, dtype=np.int32).reshape(b, H, W, M)
-        elems = np.stack([pos[:, r * h:(r + 1) * h, c * w:(c + 1) * w, s * cw:(s + 1) * cw].transpose(0, 3, 1, 2)
-                          .reshape(-1) for s, r, c in self.chunk_keys])
-        chunks = P.StepGroup(
-            "y", "gaussian_conditional", "y", len(self.chunk_keys), lambda t: jnp.asarray(elems)[t],
-            lambda m, v, state, t: m.apply(v, state, t, method="predict_chunk"),
-            lambda m, v, state, t, values: m.apply(v, state, values.reshape(b, cw, h, w), t, method="update_chunk"),
-            lambda root: root.gaussian_conditional)
-        z = self.z_step(shapes, lambda m, v, state, z_hat: m.apply(v, z_hat, method="start_chunks"))
-        return P.Plan((z, chunks), shapes, lambda state: {"y": state["y"]})
+        out = self.latent_codec(y, training, rng)
+        return {"x_hat": self.g_s(out["y_hat"], fold(1)), **out, "y": y}
