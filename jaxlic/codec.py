@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlic.cache import CompileCache
 from jaxlic.coding.checks import IndexChecks
 from jaxlic.coding.coders import CodingError, get_coder
 from jaxlic.coding.repair import DECODER_MARGIN, ENCODER_MARGIN, Repair
@@ -222,13 +223,14 @@ class Codec:
     """Compresses 8-bit RGB images to ``.jlc`` bytes and back with one model, its variables and frozen tables."""
 
     def __init__(self, name: str, model, variables, tables: Mapping[str, CodingTable], config: Mapping | None = None,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, max_plans: int = 16):
         self.name, self.model, self.max_pixels = name, model, max_pixels
         trim_after_compiles()
         self.config_hash = hashlib.sha256(
             json.dumps({"model": name, "config": dict(config or {})}, sort_keys=True).encode()).hexdigest()[:16]
         self._analysis = jax.jit(lambda v, x: model.apply(v, x, method="analysis"))
-        self._compiled: dict[tuple, _Compiled] = {}
+        # per padded size: a plan and its compiled steps (the most recently used kept; ``max_plans``)
+        self._compiled = CompileCache(maxsize=max_plans)
         # the stream order is the order table families first appear in the plan (the same for every size)
         groups = self.plan(64, 64).groups
         self.streams = list(dict.fromkeys(g.table for g in groups))
@@ -262,9 +264,7 @@ class Codec:
 
     def _functions(self, height: int, width: int) -> _Compiled:
         shapes = self._shapes(height, width)
-        if shapes not in self._compiled:
-            self._compiled[shapes] = _Compiled(self.model, self.model.plan(dict(shapes)))
-        return self._compiled[shapes]
+        return self._compiled.get(shapes, lambda: _Compiled(self.model, self.model.plan(dict(shapes))))
 
     @_float32_highest
     def encode_latents(self, image: np.ndarray, coder: str = "constriction", timings: list | None = None,

@@ -64,3 +64,19 @@ def test_rejects_non_rgb_arrays(codec):
         codec.compress(np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="uint8 RGB"):
         codec.compress(np.zeros((4, 4, 3), np.float32))
+
+
+def test_compiled_plans_are_bounded(codec):
+    """The per-size plans are a bounded cache: with room for one, a second padded size replaces the first, a
+    size padding to the same shape reuses it, and the evicted size still round-trips (planned again)."""
+    small = Codec(codec.name, codec.model, codec.variables, codec.tables, max_plans=1)
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, s + (3,), dtype=np.uint8) for s in ((10, 10), (70, 10)))
+    small.compress(a)
+    misses = small._compiled.misses
+    small.compress(rng.integers(0, 256, (64, 30, 3), dtype=np.uint8))  # pads to 64 x 64 as well
+    assert small._compiled.misses == misses and len(small._compiled) == 1
+    small.compress(b)  # 128 x 64: replaces it
+    assert small._compiled.misses == misses + 1 and len(small._compiled) == 1
+    np.testing.assert_array_equal(small.decompress(small.compress(a)), codec.decompress(codec.compress(a)))
+    assert small._compiled.misses == misses + 2
