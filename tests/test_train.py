@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxlic.errors import UserError
 from jaxlic.training.config import load_config, parse_arg
+from jaxlic.training.evaluators import rd_defaults
 from jaxlic.training.trainer import Trainer, TrainingError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -40,7 +42,9 @@ def tfds_dir(images, tmp_path_factory):
 def tiny_tfds(images, tfds_dir, **over):
     c = tiny(images, **over)
     c.data.update(source="tfds", name="local_images/tiny", data_dir=str(tfds_dir))
-    c.val.paths = (str(images),)  # validation every 2 steps; the best checkpoint goes to WORKDIR/best
+    c.evals.val.paths = (str(images),)  # validation every 2 steps; the best checkpoint goes to WORKDIR/best
+    # a second evaluator, declared here only: every step, two images, no say in WORKDIR/best
+    c.evals.two = rd_defaults(paths=(str(images),), crop=64, max_images=2, every=1)
     return c
 
 
@@ -55,7 +59,8 @@ def test_resume_continues_identically(images, tfds_dir, tmp_path):
         assert a.keys() == b.keys()
         for k in ("loss", "bpp", "psnr", "aux_loss") + tuple(k for k in a if k.startswith("val_")):
             assert a[k] == pytest.approx(b[k], rel=1e-6), (k, a, b)
-    assert "val_loss" in full[1] and "val_loss" in full[2]  # eval_every=2 and at the end
+    assert "val_loss" in full[1] and "val_loss" in full[2] and "val_loss" not in full[0]  # every 2 and at the end
+    assert all("two_loss" in h and "two_bpp" in h for h in full) and full[0]["two_loss"] != full[1]["two_loss"]
     assert (tmp_path / "a" / "model.npz").exists() and (tmp_path / "b" / "model.npz").exists()
 
     # the best checkpoint by validation loss, exported for the codec
@@ -67,9 +72,8 @@ def test_resume_continues_identically(images, tfds_dir, tmp_path):
     assert step == best_step
     name, config, model, variables, tables = load_model(path)
     # the exported weights are the ones validated at that step: the same validation loss, recomputed from them
-    from jaxlic.training.trainer import load_val_images
     t = Trainer(tiny_tfds(images, tfds_dir), str(tmp_path / "unused"))
-    again = t.validate(variables, load_val_images(t.c.val, t.c.batch_size))
+    again = next(e for e in t.evaluators if e.name == "val").run(variables)
     logged = next(h for h in full if h["step"] == best_step)
     assert again["val_loss"] == pytest.approx(logged["val_loss"], rel=1e-5)
     codec = Codec(name, model, variables, tables, config)
@@ -164,6 +168,28 @@ def test_stream_does_not_depend_on_run_length(images):
     c.set_state(state)
     for x in want:
         np.testing.assert_array_equal(x, next(c))
+
+
+def test_evaluators_declared_in_config():
+    """``config.evals``: evaluators without images are off, an unknown type or two choosers of WORKDIR/best are
+    refused by name, and a config from before ``evals`` (``val`` + ``eval_every``) still validates as ``val``."""
+    import ml_collections
+    from jaxlic.training.evaluators import declared
+    c = load_config(str(ROOT / "configs" / "mbt2018_mean.py") + ":tiny")
+    assert declared(c) == {}
+    c.evals.val.paths = ("a",)
+    c.evals.more = rd_defaults(paths=("b",), every=7)
+    got = declared(c)
+    assert sorted(got) == ["more", "val"] and got["val"].best and not got["more"].best and got["more"].every == 7
+    c.evals.more.best = True
+    with pytest.raises(UserError, match="at most one evaluator may set best"):
+        declared(c)
+    c.evals.more.update(best=False, type="psnr")
+    with pytest.raises(UserError, match=r"evals.more.type must be one of \['rd'\]"):
+        declared(c)
+    old = ml_collections.ConfigDict({"val": {"paths": ("c",), "crop": 128, "max_images": 4}, "eval_every": 50})
+    got = declared(old)["val"]
+    assert (got.paths, got.crop, got.max_images, got.every, got.best) == (("c",), 128, 4, 50, True)
 
 
 def test_two_stage_run_matches_one_run(images, tmp_path):

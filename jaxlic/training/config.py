@@ -41,15 +41,15 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 
 def make_tiny(c: ml_collections.ConfigDict, model_config: dict, steps: int = 0) -> ml_collections.ConfigDict:
     """The tests' preset of every model: ``model_config`` (the model's smallest), 64^2 crops, batch 2, ``steps``
-    (default 3) steps, logging every step, checkpoints every 2, validation every 2 when val.paths is set."""
+    (default 3) steps, logging every step, checkpoints every 2, validation every 2 when evals.val.paths is set."""
     c.model_config = dict(model_config)
-    c.data.crop = c.val.crop = 64
+    c.data.crop = c.evals.val.crop = 64
     c.batch_size = 2
     c.total_steps = steps or 3
     c.optim.decay_steps = (max(c.total_steps - 1, 1),)
     c.log_every = 1
     c.ckpt_every = 2
-    c.eval_every = 2
+    c.evals.val.every = 2
     return c
 
 
@@ -60,7 +60,7 @@ def make_runlocal(c: ml_collections.ConfigDict, model_config: dict, shared: str,
     1e-4 so a short run gets somewhere) with 50 warm-up steps and x0.1 at 90 %."""
     import os
     c.model_config = dict(model_config)
-    c.data.crop = c.val.crop = 128
+    c.data.crop = c.evals.val.crop = 128
     c.batch_size = 4
     c.total_steps = steps
     c.optim.lr = 3e-4
@@ -69,9 +69,9 @@ def make_runlocal(c: ml_collections.ConfigDict, model_config: dict, shared: str,
     c.log_every = 25
     c.ckpt_every = 100
     c.data.paths = (os.path.join(shared, "datasets", "bsds500", "train"),)
-    c.val.paths = (os.path.join(shared, "datasets", "bsds500", "test"),)
-    c.val.max_images = 8
-    c.eval_every = 100
+    c.evals.val.paths = (os.path.join(shared, "datasets", "bsds500", "test"),)
+    c.evals.val.max_images = 8
+    c.evals.val.every = 100
     return c
 
 
@@ -100,10 +100,11 @@ def base_config(model: str, model_config: dict, shared: str) -> ml_collections.C
     c.data.small = "pad"      # images smaller than the crop: "pad" (edge) or "skip"
     c.batch_size = 8          # global batch, split over devices and hosts
 
-    # Validation (eval-mode loss on centre crops) every eval_every steps; the best checkpoint is kept in
-    # WORKDIR/best. Off when paths is empty: do not validate on the test set (Kodak) you report on.
-    c.val = ml_collections.ConfigDict(dict(paths=(), crop=256, max_images=0))
-    c.eval_every = 5000
+    # Evaluators (jaxlic.training.evaluators), name -> settings: "val", the eval-mode RD loss on centre crops
+    # every 5000 steps, keeps the best checkpoint in WORKDIR/best. Off while paths is empty: do not validate on
+    # the test set (Kodak) you report on. Add more under other names (their metrics are prefixed with it).
+    from jaxlic.training.evaluators import rd_defaults
+    c.evals = ml_collections.ConfigDict({"val": rd_defaults(best=True)})
     c.init_from = ""          # an exported model.npz to start from (e.g. fine-tuning another lambda)
     c.tensorboard = True      # event files in WORKDIR/tensorboard (metrics.jsonl is always written)
 

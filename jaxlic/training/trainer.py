@@ -30,8 +30,8 @@ from jaxlic.data.pipeline import train_dataset
 from jaxlic.errors import UserError
 from jaxlic.export import load_model, save_model
 from jaxlic.heap import trim_after_compiles
-from jaxlic.io import list_images, read_image
 from jaxlic.registry import get_spec
+from jaxlic.training import evaluators
 from jaxlic.training.compute import DTYPES, REMAT_BLOCKS, cast_params, computing, init_shapes
 from jaxlic.training.losses import DISTORTIONS, rd_loss
 from jaxlic.training.sharding import batch_sharding, tree_shardings, MIN_SIZE
@@ -186,10 +186,9 @@ class Trainer:
                              f"{jax.process_count()} processes")
         if c.loss not in DISTORTIONS:
             raise UserError(f"loss must be one of {DISTORTIONS}, got {c.loss!r}")
-        for field, crop in (("data.crop", c.data.crop), ("val.crop", c.val.crop if c.get("val") else 0)):
-            if crop % self.model.downsampling:
-                raise UserError(f"{field} {crop} must be a multiple of {self.model.downsampling} for {c.model} "
-                                "(its latents' downsampling)")
+        if c.data.crop % self.model.downsampling:
+            raise UserError(f"data.crop {c.data.crop} must be a multiple of {self.model.downsampling} for {c.model} "
+                            "(its latents' downsampling)")
         if c.loss == "ms-ssim" and c.data.crop < 161:
             raise UserError(f"MS-SSIM (5 scales, 11x11 window) needs crops of at least 161, got {c.data.crop}")
         self.local_batch = c.batch_size // jax.process_count()
@@ -198,6 +197,7 @@ class Trainer:
         self._step, self._eval, self._init, self._opt_init, self.shardings, self._abstract = _compiled(
             STEPS if cache is None else cache, self.model, c.lmbda, c.loss, c.optim, c.data.crop, self.mesh, c.get("sharding") or {},
             compute_options(c), self.tx, self.schedule)
+        self.evaluators = evaluators.build(c, self)  # checked now; their images are read when first run
 
     # --- state -------------------------------------------------------------------------------------
     def init_state(self) -> TrainState:
@@ -230,17 +230,6 @@ class Trainer:
         constants = jax.device_put({k: v for k, v in variables.items() if k != "params"}, self.shardings.constants)
         log.info("initialised from %s", path)
         return state.replace(params=params, constants=constants, opt_state=self._opt_init(params))
-
-    def validate(self, variables, images: np.ndarray) -> dict[str, float]:
-        """Mean metrics over the validation crops, in global batches split over hosts like training."""
-        b, lb, pi = self.c.batch_size, self.local_batch, jax.process_index()
-        sums = {}
-        for i in range(0, len(images), b):
-            local = images[i + pi * lb:i + (pi + 1) * lb]
-            m = jax.device_get(self._eval(variables, jax.make_array_from_process_local_data(
-                self.batch_sharding, local)))
-            sums = {k: sums.get(k, 0.0) + float(v) for k, v in m.items()}
-        return {f"val_{k}": v / (len(images) // b) for k, v in sums.items()}
 
     # --- checkpoints -------------------------------------------------------------------------------
     def _manager(self):
@@ -288,7 +277,6 @@ class Trainer:
         os.makedirs(self.workdir, exist_ok=True)
         lead = jax.process_index() == 0
         data_it = iter(self.dataset())
-        val = load_val_images(c.val, c.batch_size) if c.get("val") and c.val.paths else None
         mngr = self._manager()
         resuming = mngr.latest_step() is not None
         state = self.init_state()
@@ -297,7 +285,8 @@ class Trainer:
         if lead:
             _parameter_overview(state.params)
         state = self._restore(mngr, state, data_it)
-        best = self._best_manager() if val is not None else None
+        chooser = next((e for e in self.evaluators if e.best), None)  # its loss picks WORKDIR/best
+        best = self._best_manager() if chooser is not None else None
         step = int(state.step)  # the one read of the device's counter: from here on the host counts
         total = c.total_steps if steps is None else min(c.total_steps, step + steps)
         # One process: SIGTERM sets a flag. Several: JAX's preemption service (started by jax.distributed) takes
@@ -337,7 +326,7 @@ class Trainer:
                 pending.append((step, metrics))
                 bar.update(1)
                 done = step == total
-                validating = val is not None and (step % c.eval_every == 0 or done)
+                validating = [e for e in self.evaluators if step % e.every == 0 or done]
                 preempted = multi and mngr.reached_preemption(step)
                 if step % c.log_every == 0 or step % c.ckpt_every == 0 or done or validating or preempted \
                         or stop["sigterm"]:
@@ -352,14 +341,15 @@ class Trainer:
                                     psnr=f"{report['psnr']:.2f}")
                     if writer:
                         writer.write(step, report)
-                if validating:
+                for e in validating:
                     variables = {"params": state.params, **state.constants}
-                    v = self.validate(variables, val)
+                    v = e.run(variables)
                     if writer:
                         writer.write(step, v)
                     history[-1].update(v)
-                    best.save(step, metrics={"val_loss": v["val_loss"]}, args=ocp.args.Composite(
-                        variables=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(self._meta())))
+                    if e is chooser:
+                        best.save(step, metrics={"val_loss": v[f"{e.name}_loss"]}, args=ocp.args.Composite(
+                            variables=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(self._meta())))
                 self._save(mngr, state, data_it, step)
                 if preempted:
                     break
@@ -392,21 +382,6 @@ class Trainer:
             return
         save_model(path, self.c.model, dict(self.c.model_config), variables, self.model.build_tables(variables))
         log.info("exported %s", path)
-
-
-def load_val_images(v: ml_collections.ConfigDict, batch_size: int) -> np.ndarray:
-    """Centre crops (edge-padded when smaller) of the validation folders, a whole number of global batches
-    (images are repeated when there are fewer than one batch)."""
-    files = [f for p in v.paths for f in list_images(p)][:v.get("max_images") or None]
-    crops = []
-    for f in files:
-        img = read_image(str(f))
-        h, w = img.shape[:2]
-        img = np.pad(img, ((0, max(v.crop - h, 0)), (0, max(v.crop - w, 0)), (0, 0)), mode="edge")
-        y, x = (img.shape[0] - v.crop) // 2, (img.shape[1] - v.crop) // 2
-        crops.append(img[y:y + v.crop, x:x + v.crop])
-    n = max(len(crops) // batch_size, 1) * batch_size
-    return np.stack([crops[i % len(crops)] for i in range(n)])
 
 
 def _main_thread() -> bool:
