@@ -61,6 +61,12 @@ def test_factorized_gradients_are_finite_and_aux_loss_trains_quantiles():
 
     gp, gx = jax.grad(rate, (0, 1))(v["params"], x)
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves((gp, gx)))
+    # and their values: central differences along random directions (the noise fixed by the key), in the input
+    # and in the density's parameters (matrices, biases, factors; the quantiles are the aux loss')
+    from jax.test_util import check_grads
+    density = {k: a for k, a in v["params"].items() if k != "quantiles"}
+    with_density = lambda d, x: rate({**v["params"], **d}, x)
+    check_grads(with_density, (density, x), order=1, modes=["rev"], eps=1e-2, atol=5e-2, rtol=5e-2)
     aux = lambda q: eb.apply({"params": {**v["params"], "quantiles": q}}, method="aux_loss")
     opt = optax.adam(0.5)
 
@@ -95,10 +101,39 @@ def test_gaussian_likelihood_sums_to_one(scale):
     assert abs(float(p.sum()) - 1.0) < 1e-5
 
 
-def test_gaussian_gradients_finite():
-    g = jax.grad(lambda s, m: -jnp.log2(gaussian_likelihood(jnp.array([0.0, 40.0, -3.0]), s, m)).sum(), (0, 1))(
-        jnp.array([0.01, 1.0, 200.0]), jnp.array([0.1, -40.0, 5.0]))
-    assert all(np.isfinite(np.asarray(a)).all() for a in g)
+def test_gaussian_gradients_match_the_closed_form_and_the_bounds_pass_through():
+    """The rate's gradient in means and scales against the closed form, d/dmu and d/ds of -log2(Phi(a) - Phi(b))
+    with a = (y + 1/2 - mu) / s, b = (y - 1/2 - mu) / s (scipy), where no bound is active; below the scale bound
+    (CompressAI's LowerBound) the gradient passes only where it pushes the scale up, and at the likelihood bound
+    (a value 40 sigma away) it stays finite."""
+    rng = np.random.default_rng(0)
+    y = np.round(rng.normal(0, 3, 200)) + rng.uniform(-0.3, 0.3, 200)
+    mu, s = rng.normal(0, 2, 200), np.exp(rng.uniform(np.log(0.3), np.log(20), 200))
+    rate = lambda s_, m_: -jnp.log2(gaussian_likelihood(jnp.asarray(y, jnp.float32), s_, m_)).sum()
+    gs, gm = jax.grad(rate, (0, 1))(jnp.asarray(s, jnp.float32), jnp.asarray(mu, jnp.float32))
+    a, b = (y + 0.5 - mu) / s, (y - 0.5 - mu) / s
+    p = stats.norm.cdf(a) - stats.norm.cdf(b)
+    dp_dmu = -(stats.norm.pdf(a) - stats.norm.pdf(b)) / s
+    dp_ds = -(a * stats.norm.pdf(a) - b * stats.norm.pdf(b)) / s
+    inside = p > 1e-6  # away from the likelihood bound (1e-9) and float32's tail
+    assert inside.sum() > 150
+    np.testing.assert_allclose(np.asarray(gm)[inside], (-dp_dmu / (p * np.log(2)))[inside], rtol=2e-3, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(gs)[inside], (-dp_ds / (p * np.log(2)))[inside], rtol=2e-3, atol=1e-5)
+    # below the bound 0.11 (scales 0.05): y near the mean wants a smaller scale (gradient > 0 without the bound;
+    # blocked), y farther away a larger one (passes: the closed form at the bound)
+    y2 = jnp.array([0.03, 0.6])
+    rate2 = lambda bound: jax.grad(lambda s_: -jnp.log2(gaussian_likelihood(y2, s_, jnp.zeros(2),
+                                                                            scale_bound=bound)).sum())(
+        jnp.array([0.05, 0.05]))
+    free, bounded = rate2(1e-6), rate2(0.11)
+    a2, b2 = (0.5 - 0.6) / 0.11, (-0.5 - 0.6) / 0.11
+    at_bound = (a2 * stats.norm.pdf(a2) - b2 * stats.norm.pdf(b2)) / 0.11 / (
+        (stats.norm.cdf(a2) - stats.norm.cdf(b2)) * np.log(2))
+    assert float(free[0]) > 0 and float(bounded[0]) == 0.0
+    assert float(bounded[1]) < 0 and float(bounded[1]) == pytest.approx(at_bound, rel=1e-4)
+    g = jax.grad(lambda s_, m_: -jnp.log2(gaussian_likelihood(jnp.array([40.0]), s_, m_)).sum(), (0, 1))(
+        jnp.array([1.0]), jnp.array([0.0]))
+    assert all(np.isfinite(np.asarray(t)).all() for t in g)
 
 
 def test_build_indexes_matches_search():
