@@ -257,7 +257,7 @@ class ChannelGroupsLatent(nn.Module):
     over the first and the latest."""
 
     groups: Sequence[nn.Module]          # CheckerboardLatent per group
-    channel_context: Any                 # {k: network} for k >= 1
+    channel_context: Any                 # {str(k): network} for k >= 1 (``str_keys``)
     sizes: tuple[int, ...]
     chandelier: bool = False
     table: str = "gaussian_conditional"
@@ -272,7 +272,7 @@ class ChannelGroupsLatent(nn.Module):
         if not k:
             return side
         prev = done if not self.chandelier or k == 1 else [done[0], done[-1]]
-        return jnp.concatenate([self.channel_context[k](jnp.concatenate(prev, -1)), side], -1)
+        return jnp.concatenate([self.channel_context[str(k)](jnp.concatenate(prev, -1)), side], -1)
 
     def __call__(self, y, side, training: bool = False, rng=None):
         done, scales, means = [], [], []
@@ -578,6 +578,11 @@ class FactorizedLatentCodec(nn.Module):
 
     def plan(self, shapes, at: Locate) -> P.Plan:
         return P.Plan(tuple(self.y.steps("y", shapes["y"], lambda root: at(root).y)), shapes)
+
+
+def str_keys(modules: dict) -> dict:
+    """A model's dict of networks keyed by int, as a part's field: Flax (0.10) takes only string keys there."""
+    return {str(k): v for k, v in modules.items()}
 
 
 def _gaussian(at: Locate) -> Callable:

@@ -91,4 +91,4 @@ class Elic2022(LatentCodecModel):
                   for k in range(len(g))]
         self.latent_codec = lc.Hyperprior(
             self.h_a, self.h_s, lc.EntropyBottleneckLatent(self.entropy_bottleneck, ste=True),
-            lc.ChannelGroupsLatent(groups, self.channel_context, g, self.chandelier))
+            lc.ChannelGroupsLatent(groups, lc.str_keys(self.channel_context), g, self.chandelier))

@@ -21,7 +21,7 @@ from jaxlic.errors import UserError
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
 from jaxlic.layers.blocks import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, gelu
 from jaxlic.layers.conv import Conv, DepthwiseConv, SubpelConv
-from jaxlic.latent_codecs import ChannelSlicesLatent, EntropyBottleneckLatent, Hyperprior
+from jaxlic.latent_codecs import ChannelSlicesLatent, EntropyBottleneckLatent, Hyperprior, str_keys
 from jaxlic.models.base import LatentCodecModel
 
 
@@ -291,7 +291,7 @@ class MultiReferenceContexts(nn.Module):
 
     M: int
     local_context: Sequence[nn.Module]
-    channel_context: Any
+    channel_context: Any            # {str(i): network} for i >= 1, as the next two
     global_inter_context: Any
     global_intra_context: Any
     entropy_parameters_anchor: Sequence[nn.Module]
@@ -304,7 +304,7 @@ class MultiReferenceContexts(nn.Module):
         refs = []
         if i:
             prev = jnp.concatenate(done, -1)
-            refs = [self.global_inter_context[i](prev), self.channel_context[i](prev)]
+            refs = [self.global_inter_context[str(i)](prev), self.channel_context[str(i)](prev)]
         scales, means = jnp.split(self.entropy_parameters_anchor[i](jnp.concatenate(refs + [side], -1)), 2, -1)
         return scales, means, refs
 
@@ -314,7 +314,7 @@ class MultiReferenceContexts(nn.Module):
 
     def nonanchor_params(self, i, side, done, refs, a_hat):
         """Local (checkerboard attention) and intra-slice contexts from the decoded anchors, plus ``refs``."""
-        intra = [self.global_intra_context[i](done[-1], a_hat)] if i else []
+        intra = [self.global_intra_context[str(i)](done[-1], a_hat)] if i else []
         p = self.entropy_parameters_nonanchor[i](jnp.concatenate([self.local_context[i](a_hat)] + intra + refs
                                                                  + [side], -1))
         return tuple(jnp.split(p, 2, -1))
@@ -373,7 +373,8 @@ class MLICPlusPlus(LatentCodecModel):
         self.lrp_anchor = [LatentResidualPrediction(s, self.old_lrp, p) for _ in range(n)]
         self.lrp_nonanchor = [LatentResidualPrediction(s, self.old_lrp, p) for _ in range(n)]
         contexts = MultiReferenceContexts(
-            M, self.local_context, self.channel_context, self.global_inter_context, self.global_intra_context,
+            M, self.local_context, str_keys(self.channel_context), str_keys(self.global_inter_context),
+            str_keys(self.global_intra_context),
             self.entropy_parameters_anchor, self.entropy_parameters_nonanchor, self.lrp_anchor, self.lrp_nonanchor)
         self.latent_codec = Hyperprior(
             self.h_a, self.h_s, EntropyBottleneckLatent(self.entropy_bottleneck, "nchw", ste=True),
