@@ -41,21 +41,22 @@ def import_before(tree: str, tmp: str):
     return importlib.import_module("jaxlic_before.codec"), importlib.import_module("jaxlic_before.export")
 
 
-def _mlicpp_fixture(tmp: str) -> str:
+def fixture_model(tmp: str, fixture: str) -> str:
+    """A parity fixture's official weights, converted and saved as a model file (this tree's converter)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
     from jaxlic.export import save_model
     from jaxlic.registry import detect_model, get_spec
     shared = pathlib.Path(os.environ.get("JAXLIC_SHARED", ROOT.parent / "shared"))
-    with np.load(shared / "fixtures" / "mlicpp" / "weights.npz") as f:
+    with np.load(shared / "fixtures" / fixture / "weights.npz") as f:
         sd = {k: f[k] for k in f.files}
     name, config = detect_model(sd)
     spec = get_spec(name)
     model = spec.build(**config)
     template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))
     variables = spec.convert(sd, template)
-    path = os.path.join(tmp, "mlicpp_fixture.npz")
+    path = os.path.join(tmp, f"{fixture}.npz")
     save_model(path, name, config, variables, model.build_tables(variables))
     return path
 
@@ -124,7 +125,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         before_codec, before_export = import_before(args.before, tmp)
         models = [("mbt2018-mean 0.0067", assets.path("mbt2018-mean-cpu-0.0067"), args.rounds),
-                  ("mlicpp (fixture)", _mlicpp_fixture(tmp), args.rounds),
+                  ("mlicpp (fixture)", fixture_model(tmp, "mlicpp"), args.rounds),
                   ("mbt2018 q5, random (wavefront: 141 steps)", _zoo_random(tmp, "mbt2018", 5), args.rounds)]
         if args.only:
             models = [m for m in models if args.only in m[0]]

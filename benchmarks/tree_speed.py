@@ -26,25 +26,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 SHARED = pathlib.Path(os.environ.get("JAXLIC_SHARED", ROOT.parent / "shared"))
 
 
-def fixture_model(tmp: str, fixture: str) -> str:
-    """A parity fixture's official weights, converted and saved as a model file (this tree's converter)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from jaxlic.export import save_model
-    from jaxlic.registry import detect_model, get_spec
-    with np.load(SHARED / "fixtures" / fixture / "weights.npz") as f:
-        sd = {k: f[k] for k in f.files}
-    name, config = detect_model(sd)
-    spec = get_spec(name)
-    model = spec.build(**config)
-    template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))
-    variables = spec.convert(sd, template)
-    path = os.path.join(tmp, f"{fixture}.npz")
-    save_model(path, name, config, variables, model.build_tables(variables))
-    return path
-
-
 def paired(fns: dict, rounds: int, label: str) -> dict:
     """``fns``: tree -> {op: callable}; rounds alternate the trees' order. Medians and paired ratios per op."""
     from tqdm import tqdm
@@ -109,7 +90,7 @@ def main():
     import importlib
 
     import numpy as np
-    from codec_overhead import _ordered, _zoo_random, import_before
+    from codec_overhead import _ordered, _zoo_random, fixture_model, import_before
     from common import write
     from jaxlic import assets
     from jaxlic.codec import Codec

@@ -37,6 +37,12 @@ def _mode(training: bool) -> str:
     return "noise" if training else "dequantize"
 
 
+def channel_bounds(sizes) -> list[tuple[int, int]]:
+    """(first, end) channel of each group of the given sizes, in order."""
+    acc = np.cumsum((0,) + tuple(sizes))
+    return [(int(a), int(b)) for a, b in zip(acc[:-1], acc[1:])]
+
+
 def on_part(at: Locate, fn: Callable) -> Callable:
     """A plan step function ``(m, v, *args)`` that runs ``fn(part, *args)`` on the part ``at`` finds in the
     model bound to ``v``."""
@@ -265,8 +271,7 @@ class ChannelGroupsLatent(nn.Module):
 
     @property
     def bounds(self) -> list[tuple[int, int]]:
-        acc = np.cumsum((0,) + tuple(self.sizes))
-        return [(int(a), int(b)) for a, b in zip(acc[:-1], acc[1:])]
+        return channel_bounds(self.sizes)
 
     def group_side(self, side, done, k: int):
         if not k:
@@ -336,8 +341,7 @@ class ChannelSlicesLatent(nn.Module):
 
     @property
     def bounds(self) -> list[tuple[int, int]]:
-        acc = np.cumsum((0,) + tuple(self.sizes))
-        return [(int(a), int(b)) for a, b in zip(acc[:-1], acc[1:])]
+        return channel_bounds(self.sizes)
 
     def _anchors(self, shape):
         return jnp.asarray(P.checkerboard_mask(shape[1], shape[2], True, self.anchor_parity))[None, :, :, None]
