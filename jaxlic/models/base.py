@@ -1,5 +1,5 @@
 """What every hyperprior model shares (``jaxlic.models.interface``): analysis, latent shapes, coding tables, aux
-loss and the z step; and ``LatentCodecModel``, a model that is its transforms plus a latent-codec tree.
+loss; and ``LatentCodecModel``, a model that is its transforms plus a latent-codec tree.
 
 Subclasses define ``g_a``, ``g_s``, ``h_a``, ``h_s``, ``entropy_bottleneck`` (and ``gaussian_conditional``) in
 ``setup`` and ``plan(shapes)``; ``M`` is the latent width, ``z_channels`` the hyper-latent's.
@@ -30,18 +30,10 @@ class HyperpriorModel(nn.Module):
     def aux_loss(self):
         return self.entropy_bottleneck.aux_loss()
 
-    def z_medians(self):
-        return self.entropy_bottleneck.medians()
-
     def latent_shapes(self, batch: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
         """Shapes of the coded latents for a padded input of (height, width)."""
         return {"y": (batch, height // 16, width // 16, self.M),
                 "z": (batch, height // 64, width // 64, self.z_channels)}
-
-    def z_step(self, shapes, update, layout: str = "nhwc") -> P.StepGroup:
-        """z under the factorized prior, first in every plan; ``update(m, v, state, z_hat) -> state``."""
-        return P.factorized("z", "entropy_bottleneck", "z", shapes["z"],
-                            lambda m, v: m.apply(v, method="z_medians"), update, layout)
 
     @staticmethod
     def build_tables(variables) -> dict:
