@@ -7,7 +7,7 @@ the repair's rate and time overhead.
    the transforms' precision) encodes the same images and reports its scales; each decodes the files the
    baseline process wrote (repair off and on). Reported: the largest relative scale difference from the
    baseline, how many table indexes differ, and whether the baseline's files decode exactly.
-2. **Simulated platform.** Every Kodak image, encoded once; decoded with a simulated drift (``decode_latents(drift=)``) from 1e-7 to
+2. **Simulated platform.** Every Kodak image, encoded once; decoded with a simulated drift (``Codec.decode(data, drift)``) from 1e-7 to
    1e-3, repair off (the same file without its repair bytes) and on: exact, IndexMismatch, or wrong.
 3. **Overhead.** Bytes of the index checks and of the repair per file against the file size, per model and
    bitrate; encode and decode time with the repair on against off, alternated, medians.
@@ -70,8 +70,8 @@ def child(model_path: str, images: list[str], out: str, files: str | None, write
     arrays = {}
     for i, path in enumerate(images):
         img = read_image(path)
-        scales, idx = [], {}
-        c, sym = codec.encode_latents(img, robust_margin=DEFAULT_ROBUST_MARGIN, scales_out=scales, indexes_out=idx)
+        e = codec.encode(img, robust_margin=DEFAULT_ROBUST_MARGIN, details=True)
+        c, sym, scales, idx = e.container, e.symbols, e.scales, e.indexes
         arrays[f"scales{i}"] = np.concatenate([s.astype(np.float32) for s in scales if s.dtype.kind == "f"])
         arrays[f"indexes{i}"] = np.concatenate([np.ravel(v) for _, v in sorted(idx.items())])
         if write:
@@ -84,8 +84,8 @@ def child(model_path: str, images: list[str], out: str, files: str | None, write
             for tag in ("off", "on"):
                 decoded = []
                 try:
-                    _, got = codec.decode_latents(pathlib.Path(files, f"{i}_{tag}.jlc").read_bytes(),
-                                                  scales_out=decoded)
+                    d = codec.decode(pathlib.Path(files, f"{i}_{tag}.jlc").read_bytes(), details=True)
+                    got, decoded = d.symbols, d.scales
                     outcome = "exact" if all(np.array_equal(ref[k], got[k]) for k in ref) else "wrong"
                 except IndexMismatch:
                     outcome = "mismatch"
@@ -171,15 +171,15 @@ def simulated(codec, images: list[str], delta: float) -> dict:
     sizes = []
     for path in tqdm(images, desc=f"{codec.name} simulated platform"):
         img = read_image(path)
-        stats = {}
-        c, sym = codec.encode_latents(img, robust_margin=delta, stats_out=stats)
+        e = codec.encode(img, robust_margin=delta)
+        c, sym, stats = e.container, e.symbols, e.side
         files = {"on": write_container(c), "off": write_container(dataclasses.replace(c, repair=b""))}
         sizes.append({"image": os.path.basename(path), "bytes": len(files["on"]),
                       "bpp": 8 * len(files["on"]) / (img.shape[0] * img.shape[1]), **stats})
         for tag, data in files.items():
             for d in DRIFTS:
                 try:
-                    _, got = codec.decode_latents(data, drift=d)
+                    got = codec.decode(data, drift=d).symbols
                     outcome = "exact" if all(np.array_equal(sym[k], got[k]) for k in sym) else "wrong"
                 except IndexMismatch:
                     outcome = "mismatch"
@@ -203,11 +203,11 @@ def overhead_time(codec, image: str, delta: float, repeats: int) -> dict:
     for r in range(repeats + 1):  # the first round compiles
         for tag, d in (("off", 0.0), ("on", delta)):
             t0 = time.perf_counter()
-            c, _ = codec.encode_latents(img, robust_margin=d)
+            c = codec.encode(img, robust_margin=d).container
             t1 = time.perf_counter()
             files[tag] = write_container(c)
             t2 = time.perf_counter()
-            codec.decode_latents(files[tag])
+            codec.decode(files[tag])
             t3 = time.perf_counter()
             if r:
                 t[f"encode {tag}"].append(t1 - t0)
@@ -237,8 +237,7 @@ def mlicpp_random(tmp: str, probe: str):
             lambda p, x: x * gain if "kernel" in jax.tree_util.keystr(p) else x, v0["params"])}
         tables = model.build_tables(v)
         codec = Codec("mlicpp", model, v, tables, config) if codec is None else codec.with_weights(v, tables)
-        scales = []
-        codec.encode_latents(img, robust_margin=0, scales_out=scales)
+        scales = codec.encode(img, robust_margin=0, details=True).scales
         s = np.concatenate([x for x in scales if x.dtype.kind == "f"])
         print(f"MLIC++ random, kernel gain {gain}: {100 * (s > 0.12).mean():.1f} % of scales above the bound")
         if np.isfinite(s).all() and (s > 0.12).mean() > 0.2:

@@ -120,10 +120,9 @@ class Jaxlic:
 
     def split(self):
         """Per part (network, coder) seconds of one compress and one decompress, synchronised at every step."""
-        from jaxlic.coding.container import write_container
-        enc, dec = [], []
-        c, _ = self.codec.encode_latents(self.image, timings=enc)
-        self.codec.decode_latents(write_container(c), timings=dec)
+        enc = self.codec.encode(self.image, timings=True)
+        dec = self.codec.decode(enc.data, timings=True).timings
+        enc = enc.timings
         steps = {g.name: g.count for g in self.codec.plan(*self.image.shape[:2]).groups}
         table = lambda rows: {name: {"network_s": n, "coder_s": c, "steps": steps.get(name, 1)} for name, n, c in rows}
         return table(enc), table(dec)

@@ -106,7 +106,6 @@ def step_flops(codec, image):
 
 def speed(image_path, repeats, coder):
     import jax
-    from jaxlic.coding.container import write_container
     t0 = time.perf_counter()
     model, variables = _model()
     init_s = time.perf_counter() - t0
@@ -126,9 +125,8 @@ def speed(image_path, repeats, coder):
         t0 = time.perf_counter()
         codec.decompress(data)
         ds.append(time.perf_counter() - t0)
-    enc_t, dec_t = [], []
-    c, _ = codec.encode_latents(img, coder, timings=enc_t)
-    codec.decode_latents(write_container(c), timings=dec_t)
+    e = codec.encode(img, coder, timings=True)
+    enc_t, dec_t = e.timings, codec.decode(e.data, timings=True).timings
     fl = step_flops(codec, img)
     n_params = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(variables["params"]))
     res = {"image": os.path.basename(image_path), "height": img.shape[0], "width": img.shape[1], "coder": coder,

@@ -75,8 +75,8 @@ def codec_errors(name, config, model, variables, out) -> dict:
     y_err = x_err = 0.0
     for b in range(out["x"].shape[0]):
         img = np.round(out["x"][b] * 255).astype(np.uint8)
-        dec = {}
-        x_hat, _ = codec.decode_latents(codec.compress(img), latents_out=dec)
+        d = codec.decode(codec.compress(img), details=True)
+        x_hat, dec = d.x_hat, d.latents
         y_err = max(y_err, rel_err(dec["y_hat"][0], out["codec_dec_y_hat"][b]))
         ref = out["codec_x_hat"][b]
         clamped = ref.min() >= 0 and ref.max() <= 1  # CompressAI clamps its decoded image, MLIC++ does not

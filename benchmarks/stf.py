@@ -82,7 +82,6 @@ def _official_child(official, image_path, threads, weights_out):
 def _jaxlic_child(model_path, image_path):
     import jax
     from jaxlic.codec import Codec, pad_to_multiple
-    from jaxlic.coding.container import write_container
     from jaxlic.export import load_model
     name, config, model, variables, tables = load_model(model_path)
     codec = Codec(name, model, variables, tables, config)
@@ -102,9 +101,8 @@ def _jaxlic_child(model_path, image_path):
         return {"s": timed(lambda: codec.decompress(state["data"]))[0]}
 
     def split():
-        enc, dec = [], []
-        c, _ = codec.encode_latents(image, timings=enc, per_step=True)
-        codec.decode_latents(write_container(c), timings=dec, per_step=True)
+        e = codec.encode(image, timings=True, per_step=True)
+        enc, dec = e.timings, codec.decode(e.data, timings=True, per_step=True).timings
         rows = lambda r: [{"part": n, "network_s": a, "coder_s": b} for n, a, b in r]
         return {"compress": rows(enc), "decompress": rows(dec)}
 

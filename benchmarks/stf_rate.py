@@ -31,7 +31,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     import jax
     from jaxlic.codec import Codec
-    from jaxlic.coding.container import write_container
     from jaxlic.export import load_model
     name, config, model, variables, tables = load_model(args.checkpoint)
     codec = Codec(name, model, variables, tables, config)
@@ -42,9 +41,8 @@ def main(argv=None):
         h, w = img.shape[:2]
         c = args.crop
         crop = img[(h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c]
-        indexes = {}
-        c_, symbols = codec.encode_latents(crop, indexes_out=indexes)
-        data = write_container(c_)
+        e = codec.encode(crop)
+        c_, symbols, indexes, data = e.container, e.symbols, e.indexes, e.data
         payload = sum(len(s) for s in c_.streams)
         table_bits, escapes = 0.0, 0
         for g in codec.plan(c, c).groups:

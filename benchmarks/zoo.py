@@ -50,10 +50,9 @@ def jaxlic_codec(model_name, quality):
 def jaxlic_split(codec, image, data):
     """One instrumented compress and decompress: per group network and coder seconds (synchronised), and the
     instrumented decompress's wall time."""
-    enc, dec = [], []
-    codec.encode_latents(image, timings=enc)
+    enc = codec.encode(image, timings=True).timings
     t0 = time.perf_counter()
-    codec.decode_latents(data, timings=dec)
+    dec = codec.decode(data, timings=True).timings
     wall = time.perf_counter() - t0
     counts = {g.name: g.count for g in codec.plan(*image.shape[:2]).groups}
     table = lambda rows: {name: {"network_s": n, "coder_s": c, "steps": counts.get(name, 1),

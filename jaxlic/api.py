@@ -23,8 +23,8 @@ import numpy as np
 
 from jaxlic import assets
 from jaxlic.codec import Codec as _Engine
-from jaxlic.codec import pad_to_multiple, to_uint8
-from jaxlic.coding.container import DEFAULT_MAX_PIXELS, write_container
+from jaxlic.codec import pad_to_multiple
+from jaxlic.coding.container import DEFAULT_MAX_PIXELS
 from jaxlic.entropy.tables import CodingTable
 from jaxlic.errors import UserError
 from jaxlic.registry import REGISTRY, get_spec
@@ -199,7 +199,7 @@ class Codec:
         """bytes -> (H, W, 3) uint8; a list of bytes -> a list of images. ``drift``: decode as a simulated
         platform whose scales are off by up to this relative error (testing files for other machines)."""
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return to_uint8(self._engine.decode_latents(bytes(data), drift=drift)[0])
+            return self._engine.decompress(bytes(data), drift)
         if isinstance(data, (list, tuple)):
             return [self.decompress(d, drift=drift) for d in data]
         raise TypeError(f"decompress takes bytes (or a list of bytes), got {type(data).__name__}")
@@ -211,11 +211,9 @@ class Codec:
         if batch.many:
             raise ValueError("encode takes one image (H, W, 3); use compress for a batch")
         img = batch.images[0]
-        latents = {} if bits else None
-        container, _ = self._engine.encode_latents(img, self.coder, latents_out=latents,
-                                                   robust_margin=self.robust_margin)
-        data = write_container(container)
-        per = {k[:-5]: v[0] for k, v in (latents or {}).items() if k.endswith("_bits")}
+        r = self._engine.encode(img, self.coder, self.robust_margin, details=bits)
+        container, data = r.container, r.data
+        per = {k[:-5]: v[0] for k, v in (r.latents or {}).items() if k.endswith("_bits")}
         ph = img.shape[0] + (-img.shape[0] % self.downsampling)
         down = {k: ph // s[1] for k, s in container.shapes.items()}
         return Encoded(data, tuple(img.shape[:2]), dict(zip(self._engine.streams, map(len, container.streams))),

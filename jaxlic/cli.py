@@ -60,7 +60,7 @@ DRIFT_ENV = "JAXLIC_SIMULATE_DRIFT"
 def drift_from_env() -> float:
     """The decoder's simulated platform (``JAXLIC_SIMULATE_DRIFT=REL``): read here, in the CLI only; the
     library takes it as an argument."""
-    from jaxlic.codec import check_drift
+    from jaxlic.coding.protection import check_drift
     raw = os.environ.get(DRIFT_ENV, "")
     try:
         return check_drift(raw) if raw else 0.0
@@ -188,7 +188,7 @@ def cmd_export(args):
 
 def build_parser():
     from jaxlic import assets
-    from jaxlic.codec import DEFAULT_ROBUST_MARGIN
+    from jaxlic.coding.protection import DEFAULT_ROBUST_MARGIN
     from jaxlic.coding.container import DEFAULT_MAX_PIXELS
     from jaxlic.registry import REGISTRY
     from jaxlic import __version__

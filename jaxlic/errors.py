@@ -14,6 +14,26 @@ class UserError(ValueError):
     """Bad input: a file, a path, a checkpoint, an option or a configuration the user gave."""
 
 
+class DecodeError(UserError):
+    """A file cannot be decoded by this codec (wrong model or checkpoint, corrupt data)."""
+
+
+class IndexMismatch(DecodeError):
+    """The decoder's coding-table indexes differ from the encoder's: its machine computed the entropy
+    parameters differently. Raised before the step's symbols are decoded; nothing is reconstructed."""
+
+    def __init__(self, where: str, margin: float = 0.0):
+        super().__init__(
+            f"{where}: this machine's coding-table indexes differ from the encoder's (checked before decoding "
+            "it; nothing was reconstructed). The entropy parameters came out differently here (another CPU "
+            "instruction set, thread count, XLA version, or GPU / TPU kernels) and lie too close to a table "
+            "boundary for this file" + (f", by more than its robust margin {margin:.3g}" if margin else
+                                        ", which was written without a robust margin (--robust-margin 0)")
+            + "; or the file was damaged or altered in a way its checksum did not catch (a rewritten header "
+            "with a valid CRC). If the file is intact and came from another machine, compress it again there "
+            "with a larger --robust-margin")
+
+
 USER_ERRORS = (UserError, OSError, ImportError)
 
 

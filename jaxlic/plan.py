@@ -5,7 +5,7 @@ A model gives its plan for given latent shapes: a sequence of step groups. A gro
 wavefront of an autoregressive context runs W + 3H - 3 times). Every step says which elements it codes: flat
 positions into its latent (C order of the latent's NHWC shape), ``-1`` marking padding, so steps of varying size
 code only real elements over a fixed-size set, and ``check_coverage`` can prove that a plan codes every element
-exactly once. This module knows neither coders nor models; ``jaxlic.codec`` runs plans, models build them with
+exactly once. This module knows neither coders nor models; ``jaxlic.compiled`` runs plans, models build them with
 the step builders below.
 
 Step functions (``m`` the Flax module, ``v`` its variables, ``t`` a traced int32 scalar):
@@ -14,7 +14,7 @@ Step functions (``m`` the Flax module, ``v`` its variables, ``t`` a traced int32
     update(m, v, state, t, values) -> state               values = decoded symbols + means
 
 ``params`` are the scales of the group's Gaussian table family (floats), which the codec alone turns into table
-indexes (``jaxlic.codec.table_indexes``: one function for encoder and decoder, where a simulated platform's drift
+indexes (``jaxlic.compiled.table_indexes``: one function for encoder and decoder, where a simulated platform's drift
 and the cross-platform checks apply), or the indexes themselves (integers: a factorized prior's channels).
 
 The state keeps one pytree structure across the steps of a group (fixed-shape buffers updated in place).

@@ -80,8 +80,8 @@ def raster_reference(model, variables, img):
     return np.asarray(ap(lambda mm, y: mm.synthesis(y), y_hat))
 
 
-def assert_bits_match_streams(codec, latents_out: dict, container, rel: float = 0.01) -> dict:
-    """The per-element code lengths the encoder reports (``latents_out[f"{latent}_bits"]``, what
+def assert_bits_match_streams(codec, latents: dict, container, rel: float = 0.01) -> dict:
+    """The per-element code lengths the encoder reports (``EncodeResult.latents[f"{latent}_bits"]``, what
     ``jaxlic.Codec.encode`` and the bit-allocation maps are made of) add up, per stream, to the stream's real
     length within ``rel`` (plus the coder's termination: at most 64 bits a stream). Returns bits per stream."""
     plan = codec.plan(*container.image_size)
@@ -89,7 +89,7 @@ def assert_bits_match_streams(codec, latents_out: dict, container, rel: float = 
     for latent in plan.shapes:
         tables = {g.table for g in plan.groups if g.latent == latent}
         assert len(tables) == 1, f"latent {latent} is coded with several table families {tables}"
-        totals[tables.pop()] += float(latents_out[f"{latent}_bits"].sum())
+        totals[tables.pop()] += float(latents[f"{latent}_bits"].sum())
     for (t, bits), stream in zip(totals.items(), container.streams):
         real = 8 * len(stream)
         print(f"{t}: {bits:.0f} bits by element, {real} in the stream ({(real - bits) / max(real, 1):+.2%})")
@@ -123,20 +123,20 @@ def fixture_images(out: dict, fixture: str):
 
 
 class RoundTrip:
-    """encode -> container bytes -> decode with one codec, and what both sides saw: ``sym`` (per step group),
-    ``enc`` / ``dec`` (``latents_out`` of each side), ``data``, ``container``, ``x_hat`` (the decoder's float
-    image). Checks on the way what every round trip must hold: the decoder's symbols are the encoder's, the latent
+    """encode -> container bytes -> decode with one codec, and what both sides saw: ``sym`` and ``idx`` (per step
+    group), ``enc`` / ``dec`` (the ``latents`` of each side's result), ``data``, ``container``, ``x_hat`` (the
+    decoder's float image). Checks on the way what every round trip must hold: the decoder's symbols are the encoder's, the latent
     it hands the synthesis is the encoder's bit for bit, and the per-element bits add up to the streams."""
 
     def __init__(self, codec, img, coder: str = "constriction", **encode_kw):
-        from jaxlic.coding.container import write_container
-        self.enc, self.dec = {}, {}
-        self.container, self.sym = codec.encode_latents(img, coder, latents_out=self.enc, **encode_kw)
-        self.data = write_container(self.container)
+        e = codec.encode(img, coder, details=True, **encode_kw)
+        self.container, self.sym, self.idx, self.enc, self.data = e.container, e.symbols, e.indexes, e.latents, e.data
         assert_bits_match_streams(codec, self.enc, self.container)
-        self.x_hat, sym2 = codec.decode_latents(self.data, latents_out=self.dec)
+        d = codec.decode(self.data, details=True)
+        self.x_hat, self.dec = d.x_hat, d.latents
         for k in self.sym:
-            np.testing.assert_array_equal(self.sym[k], sym2[k], err_msg=k)
+            np.testing.assert_array_equal(self.sym[k], d.symbols[k], err_msg=k)
+            np.testing.assert_array_equal(self.idx[k], d.indexes[k], err_msg=k)
         np.testing.assert_array_equal(self.enc["y_hat"], self.dec["y_hat"])
         self.codec = codec
 

@@ -6,7 +6,9 @@ import pytest
 
 from jaxlic import assets
 from jaxlic.cli import DRIFT_ENV, drift_from_env
-from jaxlic.codec import Codec, simulate_drift, table_indexes
+from jaxlic.codec import Codec
+from jaxlic.coding.protection import simulate_drift
+from jaxlic.compiled import table_indexes
 from jaxlic.coding.container import write_container
 from jaxlic.entropy.gaussian import build_indexes, default_scale_table
 from jaxlic.errors import UserError
@@ -70,28 +72,72 @@ def test_decoder_on_a_simulated_platform_stops_before_the_step(shipped, monkeypa
     from jaxlic.codec import DEFAULT_ROBUST_MARGIN, IndexMismatch
     from jaxlic.io import read_image
     img = read_image(str(kodak_images()[0]))
-    c, sym = shipped.encode_latents(img, robust_margin=0)
-    data = write_container(c)
+    e = shipped.encode(img, robust_margin=0)
+    sym, data = e.symbols, e.data
     monkeypatch.setenv(DRIFT_ENV, "0.5")  # the library does not read it: only the CLI does
     for rel in (0, 1e-7):
-        _, same = shipped.decode_latents(data, drift=rel)
+        same = shipped.decode(data, drift=rel).symbols
         assert all(np.array_equal(sym[k], same[k]) for k in sym), rel
     with pytest.raises(IndexMismatch, match=r"^coding step y: this machine's coding-table indexes differ.*"
                                             r"without a robust margin"):
-        shipped.decode_latents(data, drift=1e-5)
+        shipped.decode(data, drift=1e-5)
     for bad in (-1e-5, 2, "abc"):
         with pytest.raises(UserError, match="simulated drift"):
-            shipped.decode_latents(data, drift=bad)
+            shipped.decode(data, drift=bad)
     assert DEFAULT_ROBUST_MARGIN == 1e-5
-    stats = {}
-    c, sym = shipped.encode_latents(img, stats_out=stats)
-    robust = write_container(c)
-    assert stats["repair_keys"] > 0 and len(robust) - len(data) == len(c.repair) < 0.002 * len(data)
+    e = shipped.encode(img)
+    sym, robust = e.symbols, e.data
+    assert e.side["repair_keys"] > 0 and len(robust) - len(data) == len(e.container.repair) == \
+        e.side["repair_bytes"] < 0.002 * len(data)
     for rel in (1e-6, 1e-5):
-        _, same = shipped.decode_latents(robust, drift=rel)
+        same = shipped.decode(robust, drift=rel).symbols
         assert all(np.array_equal(sym[k], same[k]) for k in sym), rel
     with pytest.raises(IndexMismatch, match=r"^coding step y: .* by more than its robust margin 1e-05"):
-        shipped.decode_latents(robust, drift=1e-4)
+        shipped.decode(robust, drift=1e-4)
+
+
+def test_protection_gives_the_encoders_indexes_or_stops_at_the_step():
+    """The protection on its own, on made-up steps: the decoder sees a subset of the elements the encoder
+    flagged near a boundary, on the other side of it; ``resolve`` gives back the encoder's index there and its
+    own elsewhere (padding ignored), and the checks pass. An index off by one outside the flagged set stops at
+    that step, named; a margin as wide as the table's spacing is refused."""
+    from jaxlic.coding.protection import Protection
+    from jaxlic.errors import IndexMismatch
+    rng = np.random.default_rng(7)
+    steps, n = 4, 300
+    truth = [rng.integers(1, 60, n).astype(np.int32) for _ in range(steps)]
+    valid = [np.ones(n, bool), rng.random(n) < 0.7, np.ones(n, bool), rng.random(n) < 0.5]
+    flagged = [rng.random(n) < 0.2 for _ in range(steps)]
+    near = [np.where(f, t - rng.integers(0, 2, n), -1).astype(np.int32) for t, f in zip(truth, flagged)]
+    enc = Protection.for_encoder(steps, 1e-3)
+    for s in range(steps):
+        enc.record(s, truth[s], valid[s], near[s])
+    checks, repair = enc.pack()
+    assert enc.repair.keys == sum(int((f & v).sum()) for f, v in zip(flagged, valid))
+
+    def decoder():
+        dec = Protection.for_decoder(checks, repair, steps, version=3)
+        assert dec.delta == enc.delta and 0 < dec.margin < enc.margin
+        return dec
+
+    dec = decoder()
+    for s in range(steps):
+        seen = flagged[s] & (rng.random(n) < 0.6)
+        mine = truth[s].copy()
+        mine[seen] = 2 * near[s][seen] + 1 - truth[s][seen]  # the other side of the same boundary
+        mine[~valid[s]] = 99  # padding: whatever this machine computed there
+        got = dec.resolve(s, mine, valid[s], np.where(seen, near[s], -1), f"step {s}")
+        np.testing.assert_array_equal(got[valid[s]], truth[s][valid[s]])
+    dec.finish()
+
+    dec = decoder()
+    dec.resolve(0, truth[0], valid[0], np.full(n, -1), "step 0")
+    wrong = truth[1].copy()
+    wrong[np.flatnonzero(valid[1] & ~flagged[1])[0]] += 1
+    with pytest.raises(IndexMismatch, match=r"^step 1: .*robust margin 0.001"):
+        dec.resolve(1, wrong, valid[1], np.full(n, -1), "step 1")
+    with pytest.raises(ValueError, match="too wide"):
+        Protection.for_encoder(steps, 1e-3, spacing=5e-3)
 
 
 def test_repair_table_returns_every_stored_bit():
@@ -166,8 +212,7 @@ def _model_with_spread_scales(name):
             lambda p, x: x * gain if "kernel" in jax.tree_util.keystr(p) else x, v0["params"])}
         tables = model.build_tables(v)
         codec = Codec(name, model, v, tables, config) if codec is None else codec.with_weights(v, tables)
-        scales = []
-        codec.encode_latents(img, robust_margin=0, scales_out=scales)
+        scales = codec.encode(img, robust_margin=0, details=True).scales
         scales = np.concatenate([s for s in scales if s.dtype.kind == "f"] or [np.zeros(0)])
         if not scales.size or (np.isfinite(scales).all() and (scales > 0.12).mean() > 0.2):
             return codec, img
@@ -182,29 +227,26 @@ def test_every_model_decodes_exactly_on_a_simulated_platform_within_its_margin(n
     exact under any drift."""
     from jaxlic.codec import IndexMismatch
     codec, img = _model_with_spread_scales(name)
-    scales = []
-    codec.encode_latents(img, robust_margin=0, scales_out=scales)
-    scales = [s for s in scales if s.dtype.kind == "f"]
+    plain = codec.encode(img, robust_margin=0, details=True)
+    sym, scales = plain.symbols, [s for s in plain.scales if s.dtype.kind == "f"]
     delta = 5e-3
 
     def decode(data, drift):
         try:
-            _, got = codec.decode_latents(data, drift=drift)
+            got = codec.decode(data, drift=drift).symbols
         except IndexMismatch:
             return "mismatch"
         assert all(np.array_equal(sym[k], got[k]) for k in sym), f"{name}: wrong symbols at drift {drift}"
         return "exact"
 
-    c, sym = codec.encode_latents(img, robust_margin=0)
-    plain = write_container(c)
-    stats = {}
-    c, sym = codec.encode_latents(img, robust_margin=delta, stats_out=stats)
-    robust = write_container(c)
+    robust = codec.encode(img, robust_margin=delta)
+    assert all(np.array_equal(sym[k], robust.symbols[k]) for k in sym)
     if not scales:  # integer indexes only: nothing to repair, nothing to drift
-        assert stats["repair_keys"] == 0 and decode(plain, 0.5) == "exact"
+        assert robust.side["repair_keys"] == 0 and decode(plain.data, 0.5) == "exact"
         return
-    assert stats["repair_keys"] > 0
-    assert decode(plain, delta) == "mismatch"
+    assert robust.side["repair_keys"] > 0
+    robust = robust.data
+    assert decode(plain.data, delta) == "mismatch"
     assert [decode(robust, d) for d in (delta / 10, delta)] == ["exact", "exact"]
     decode(robust, 4 * delta)  # either outcome, but never other symbols
 
@@ -271,13 +313,14 @@ def test_format_2_files_still_decode_unchecked(shipped):
     from jaxlic.codec import DecodeError
     from jaxlic.coding.container import read_container
     img = np.random.default_rng(4).integers(0, 256, (70, 50, 3), dtype=np.uint8)
-    c, sym = shipped.encode_latents(img)
-    old = write_container(dataclasses.replace(c, version=2, checks=b"", repair=b""))
+    e = shipped.encode(img)
+    sym = e.symbols
+    old = write_container(dataclasses.replace(e.container, version=2, checks=b"", repair=b""))
     assert old[4] == 2 and read_container(old).checks == b""
-    _, got = shipped.decode_latents(old)
+    got = shipped.decode(old).symbols
     assert all(np.array_equal(sym[k], got[k]) for k in sym)
     with pytest.raises(DecodeError):
-        shipped.decode_latents(old, drift=0.5)
+        shipped.decode(old, drift=0.5)
 
 
 def test_a_check_that_passes_by_chance_still_ends_in_index_mismatch(shipped, monkeypatch):
@@ -286,8 +329,8 @@ def test_a_check_that_passes_by_chance_still_ends_in_index_mismatch(shipped, mon
     from jaxlic.codec import IndexMismatch
     from jaxlic.coding.checks import IndexChecks
     img = np.random.default_rng(6).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-    c, _ = shipped.encode_latents(img, robust_margin=0)
+    data = shipped.encode(img, robust_margin=0).data
     monkeypatch.setattr(IndexChecks, "verify", lambda self, idx: (self.add(idx), True)[1])
     with pytest.raises(IndexMismatch, match=r"coding step y \(its short check passed by chance|"
                                             r"the file's coding steps taken together"):
-        shipped.decode_latents(write_container(c), drift=0.3)
+        shipped.decode(data, drift=0.3)

@@ -12,6 +12,7 @@ LAYERS = [
     {"layers", "plan"},
     {"latent_codecs"},  # entropy-model parts: training forward and coding steps of each
     {"coding"},
+    {"compiled"},      # a plan's jitted steps and the loop that runs them
     {"models"},
     {"convert"},       # key maps of the official checkpoints: pure functions over state_dicts
     {"registry"},      # joins models and their key maps

@@ -11,7 +11,7 @@ import pytest
 from conftest import coder_params, nhwc, rel_err
 from helpers import RoundTrip, assert_8bit_matches, converted, fixture_images, padded_forward
 from jaxlic.codec import Codec, to_uint8
-from jaxlic.coding.container import read_container, write_container
+from jaxlic.coding.container import read_container
 from jaxlic.convert.compressai import compressai_tables
 
 TOL = 1e-5
@@ -56,9 +56,8 @@ def test_codec_matches_official(official, coder, tables):
     y, means, scales = out["y"].astype(np.float64), out["means_hat"].astype(np.float64), out["scales_hat"]
     counts = {"y_symbols": 0, "y_indexes": 0, "z_symbols": 0}
     for b, img in fixture_images(out, fixture):
-        idx = {}
-        rt = RoundTrip(codec, img, coder, indexes_out=idx)
-        c, sym = rt.container, rt.sym
+        rt = RoundTrip(codec, img, coder)
+        c, sym, idx = rt.container, rt.sym, rt.idx
         steps = [g.name for g in codec.plan(*img.shape[:2]).groups]
         assert steps == ["z"] + [f"y{i}_{p}" for i in range(model.slice_num) for p in ("anchor", "nonanchor")]
         for (sl, part, seg, pick), step in zip(_official_order(out, s), steps[1:]):
@@ -147,11 +146,11 @@ def test_round_trip_any_size(codec, coder, size):
     the forward's reconstruction, cropped, rounded to 8 bits (except within 1e-2 of a rounding step)."""
     rng = np.random.default_rng(sum(size))
     img = rng.integers(0, 256, size + (3,), dtype=np.uint8)
-    c, sym = codec.encode_latents(img, coder)
+    e = codec.encode(img, coder)
+    sym, data = e.symbols, e.data
     assert sum(int(np.count_nonzero(v)) for v in sym.values()) > 0
-    data = write_container(c)
-    decoded = codec.decompress(data)
-    _, sym2 = codec.decode_latents(data)
+    d = codec.decode(data)
+    decoded, sym2 = d.image, d.symbols
     res, x_hat = _forward_expectation(codec.model, codec.variables, img)
     differ = 0
     for k in sym:
@@ -175,11 +174,12 @@ def test_round_trip_across_processes(converted_mlicpp, tmp_path):
     name, config, model, variables, tables = load_model(str(ckpt))
     here = Codec(name, model, variables, tables, config)
     img = np.random.default_rng(5).integers(0, 256, (70, 130, 3), dtype=np.uint8)
-    c, sym = here.encode_latents(img)
-    (tmp_path / "a.jlc").write_bytes(write_container(c))
+    e = here.encode(img)
+    sym = e.symbols
+    (tmp_path / "a.jlc").write_bytes(e.data)
     script = ("import sys, numpy as np; from jaxlic.codec import Codec; from jaxlic.export import load_model;"
-              "n, c, m, v, t = load_model(sys.argv[1]); x, s = Codec(n, m, v, t, c).decode_latents("
-              "open(sys.argv[2], 'rb').read()); np.savez(sys.argv[3], x=x, **s)")
+              "n, c, m, v, t = load_model(sys.argv[1]); d = Codec(n, m, v, t, c).decode("
+              "open(sys.argv[2], 'rb').read()); np.savez(sys.argv[3], x=d.x_hat, **d.symbols)")
     subprocess.run([sys.executable, "-c", script, str(ckpt), str(tmp_path / "a.jlc"), str(tmp_path / "d.npz")],
                    check=True, timeout=600)
     with np.load(tmp_path / "d.npz") as f:
@@ -250,8 +250,8 @@ def test_tiny_training_run_trains_every_parameter_and_exports_a_working_codec(tm
     assert all(np.isfinite(np.asarray(v)).all() for v in after.values())
     codec = Codec(name, model, trained, tables, config)
     img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    c_, sym = codec.encode_latents(img)
-    _, sym2 = codec.decode_latents(write_container(c_))
+    e = codec.encode(img)
+    sym, sym2 = e.symbols, codec.decode(e.data).symbols
     assert all(np.array_equal(sym[k], sym2[k]) for k in sym)
 
 

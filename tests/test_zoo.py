@@ -55,11 +55,6 @@ def test_codec_matches_compressai(fixture):
                                                 f"{fixture}[{b}] codec", TOL)
 
 
-def _bytes(c):
-    from jaxlic.coding.container import write_container
-    return write_container(c)
-
-
 @pytest.mark.parity
 @pytest.mark.parametrize("fixture", ZOO)
 def test_published_size_keys_and_count(fixture):
@@ -98,16 +93,16 @@ def test_round_trip_any_size(fixture, coder):
     rng = np.random.default_rng(len(fixture))
     for size in ((1, 1), (70, 45)):
         img = rng.integers(0, 256, size + (3,), dtype=np.uint8)
-        c, sym = codec.encode_latents(img, coder)
-        x_hat, sym2 = codec.decode_latents(_bytes(c))
+        e = codec.encode(img, coder)
+        sym, d = e.symbols, codec.decode(e.data)
         for k in sym:
-            np.testing.assert_array_equal(sym[k], sym2[k], err_msg=f"{size} {k}")
+            np.testing.assert_array_equal(sym[k], d.symbols[k], err_msg=f"{size} {k}")
         if isinstance(model.bind({}).latent_codec.y, MaskedContextLatent):
             # the forward rounds y without means: the serial decode is the reference
             ref = raster_reference(model, variables, img)
         else:
             ref = np.asarray(padded_forward(model, variables, img)["x_hat"])
-        assert_8bit_matches(codec.decompress(_bytes(c)), ref[0, :size[0], :size[1]], margin=2e-2)
+        assert_8bit_matches(d.image, ref[0, :size[0], :size[1]], margin=2e-2)
 
 
 @functools.lru_cache(maxsize=None)  # the coders of one fixture share its compiled plans (small models)
@@ -180,8 +175,8 @@ enable_compilation_cache()  # as the jaxlic command does
 for job in json.loads(sys.argv[1]):
     n, c, m, v, t = load_model(job["checkpoint"])
     codec, data = Codec(n, m, v, t, c), open(job["file"], "rb").read()
-    x, s = codec.decode_latents(data)
-    np.savez(job["out"], x=x, **s)
+    d = codec.decode(data)
+    np.savez(job["out"], x=d.x_hat, **d.symbols)
 """
 
 
@@ -207,9 +202,10 @@ def test_round_trips_decode_in_another_process(tmp_path):
         save_model(str(ckpt), name, config, variables, model.build_tables(variables))
         img = rng.integers(0, 256, (int(rng.integers(1, 65)), int(rng.integers(1, 65)), 3), dtype=np.uint8)
         for coder in available_coders():
-            c, sym = here.encode_latents(img, coder)
+            e = here.encode(img, coder)
+            sym = e.symbols
             path = tmp_path / f"{fixture}_{coder}.jlc"
-            path.write_bytes(_bytes(c))
+            path.write_bytes(e.data)
             out = tmp_path / f"{fixture}_{coder}.npz"
             jobs.append({"checkpoint": str(ckpt), "file": str(path), "out": str(out)})
             expected[str(out)] = (sym, here.decompress(path.read_bytes()))

@@ -88,11 +88,13 @@ def _peel(slots: np.ndarray, n_slots: int) -> list[tuple[int, int]] | None:
 class Repair:
     """The encoder's side bits (``store`` then ``pack``) or, from ``unpack``, the decoder's (``lookup``)."""
 
-    def __init__(self, delta: float):
+    def __init__(self, delta: float, code: int | None = None):
         if not 0 <= delta < 0.01:
             raise ValueError(f"robust margin {delta} must be in [0, 0.01) (a relative scale error, e.g. 1e-5)")
-        # the value both sides use is the one the header holds: at least the one asked for
-        self.delta = margin_of(margin_code(delta)) if delta > 0 else 0.0
+        # the value both sides use is the one the header holds: at least the one asked for. The code is kept,
+        # not derived again from the float32 delta, which can round up past its decade step (1e-3 -> 47)
+        self.code = (margin_code(delta) if code is None else code) if delta > 0 else 0
+        self.delta = margin_of(self.code) if delta > 0 else 0.0
         self._keys: list[np.ndarray] = []
         self._bits: list[np.ndarray] = []
         self._table = np.zeros(0, np.uint8)
@@ -134,7 +136,7 @@ class Repair:
             for k, s in reversed(order):
                 a, b, c = slots[:, k]
                 table[s] = bits[k] ^ table[a] ^ table[b] ^ table[c] ^ table[s]
-        return (_HEAD.pack(margin_code(self.delta), seed) + _varint(segment)
+        return (_HEAD.pack(self.code, seed) + _varint(segment)
                 + np.packbits(table, bitorder="little").tobytes())
 
     @classmethod
@@ -151,7 +153,7 @@ class Repair:
         if len(data) - pos != (3 * segment + 7) // 8:
             raise ValueError(f"repair table of {len(data) - pos} bytes, {3 * segment} slots need "
                              f"{(3 * segment + 7) // 8}")
-        r = cls(delta)
+        r = cls(delta, code)
         r.seed, r.segment = seed, segment
         r._table = np.unpackbits(np.frombuffer(data[pos:], np.uint8), count=3 * segment, bitorder="little")
         return r
