@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlic import plan as P
-from jaxlic.entropy.quantization import quantize
+from jaxlic.entropy.bounds import lower_bound
+from jaxlic.entropy.quantization import quantize, ste_round
 
 Locate = Callable[[nn.Module], nn.Module]
 
@@ -523,6 +524,57 @@ class ChunkScanLatent(nn.Module):
         return state["y"]
 
 
+class VariableStepLatent(nn.Module):
+    """A hyper-latent under a factorized prior whose quantization step follows the rate (CompressAI's
+    ``EntropyBottleneckVbr`` with ``vr_entbttlnck``): step = max(``step_net``(1 / gain), ``step_bound``)."""
+
+    entropy_bottleneck: nn.Module
+    step_net: nn.Module
+    step_bound: float = 0.5
+    table: str = "entropy_bottleneck"
+    rated = True   # takes the rate (``gain``) as an argument
+
+    def step(self, gain):
+        return lower_bound(self.step_net(jnp.reshape(1.0 / gain, (1,))), self.step_bound)[0]
+
+    def __call__(self, x, training: bool = False, rng=None, gain=None):
+        return self.entropy_bottleneck.variable(x, self.step(gain), _mode(training), rng)
+
+
+class OffsetGaussianLatent(nn.Module):
+    """y at a variable rate with quantization-reconstruction offsets (Kamisli, Racape and Choi 2024; CompressAI's
+    VBR models): with gain g (1 / the quantization step), the coded integer is q = round(v), v = (y - mean) g,
+    and y_hat = sign(v) (|q| + offset) / g + mean, the offset (in steps) from ``offsets`` on (max(scale g,
+    bound), g) along a last axis of 2, zero where q = 0. The likelihood is the Gaussian's of y g with scale and
+    mean times g. ``means`` as in ``GaussianLatent``. The forward also returns ``offsets``, the network's raw
+    output (before its sign flip and the zeroing)."""
+
+    gaussian_conditional: nn.Module
+    offsets: nn.Module
+    means: bool = True
+    table: str = "gaussian_conditional"
+    keys = 1
+    rated = True
+
+    def params(self, side):
+        return tuple(jnp.split(side, 2, axis=-1)) if self.means else (side, None)
+
+    def offset(self, scales, gain):
+        stdev = lower_bound(scales * gain, self.gaussian_conditional.scale_bound)
+        return self.offsets(jnp.stack([stdev, jnp.broadcast_to(gain, stdev.shape)], axis=-1))[..., 0]
+
+    def __call__(self, y, side, training: bool = False, rng=None, gain=None):
+        scales, means = self.params(side)
+        mu = 0.0 if means is None else means
+        v = (y - mu) * gain
+        q_abs = ste_round(jnp.abs(v))
+        raw = self.offset(scales, gain)
+        y_hat = jax.lax.stop_gradient(jnp.sign(v)) * (q_abs + jnp.where(q_abs < 1e-4, 0.0, -raw)) * (1.0 / gain) + mu
+        _, lik = self.gaussian_conditional(y * gain, scales * gain, None if means is None else means * gain,
+                                           _mode(training), rng)
+        return _without_none(y_hat=y_hat, likelihood=lik, scales=scales, means=means, offsets=raw)
+
+
 class Branches(nn.Module):
     """Several networks on one input (e.g. separate mean and scale hyper syntheses): a tuple of their outputs."""
 
@@ -546,12 +598,13 @@ class Hyperprior(nn.Module):
     def side_latents(self, y) -> dict:
         return {"z": self.h_a(jnp.abs(y) if self.abs_input else y)}
 
-    def __call__(self, y, training: bool = False, rng=None):
+    def __call__(self, y, training: bool = False, rng=None, gain=None):
+        """``gain``: the rate of a variable-rate model, handed to the parts that take one (``rated``)."""
         keys = jax.random.split(rng, 1 + self.y.keys) if training else [None] * (1 + self.y.keys)
         z = self.side_latents(y)["z"]
-        z_hat, z_lik = self.z(z, training, keys[0])
+        z_hat, z_lik = self.z(z, training, keys[0], **_rate(self.z, gain))
         side = self.h_s(z_hat)
-        out = self.y(y, side, training, keys[1] if self.y.keys == 1 else tuple(keys[1:]))
+        out = self.y(y, side, training, keys[1] if self.y.keys == 1 else tuple(keys[1:]), **_rate(self.y, gain))
         lik = out.pop("likelihood")
         if self.side_key:
             out[self.side_key] = side
@@ -587,6 +640,14 @@ class FactorizedLatentCodec(nn.Module):
 def str_keys(modules: dict) -> dict:
     """A model's dict of networks keyed by int, as a part's field: Flax (0.10) takes only string keys there."""
     return {str(k): v for k, v in modules.items()}
+
+
+def _rate(part, gain) -> dict:
+    if getattr(part, "rated", False):
+        if gain is None:
+            raise TypeError(f"{type(part).__name__} codes at a variable rate: it needs the gain")
+        return {"gain": gain}
+    return {}
 
 
 def _gaussian(at: Locate) -> Callable:

@@ -79,6 +79,17 @@ _ELIC = ((r"^latent_codec\.hyper\.", ""), (r"^latent_codec\.y\.channel_context\.
          (r"^latent_codec\.y\.latent_codec\.y0\.y\.gaussian_conditional\.", "gaussian_conditional."))
 _ELIC_DECONV = r"g_s\.(1|5|10|14)|h_s\.[02]"
 
+def vbr_key(key: str):
+    """The variable-rate models: the fixed-rate layout plus ``Gain`` and two small MLPs (PyTorch Linear)."""
+    if key == "Gain":
+        return ("params", "Gain"), "copy"
+    m = re.fullmatch(r"(QuantABCD|gayn2zqstep)\.(\d+)\.(weight|bias)", key)
+    if m:
+        return ("params", m.group(1), f"layers_{m.group(2)}", "kernel" if m.group(3) == "weight" else "bias"), \
+            "linear" if m.group(3) == "weight" else "copy"
+    return zoo_key(key, _GOOGLE_DECONV)
+
+
 KEY_MAPS = {
     "bmshj2018-factorized": lambda k: zoo_key(k, _GOOGLE_DECONV),
     "bmshj2018-hyperprior": lambda k: zoo_key(k, _GOOGLE_DECONV),
@@ -89,6 +100,8 @@ KEY_MAPS = {
     "cheng2020-anchor-checkerboard": lambda k: zoo_key(k, rewrites=_CHECKERBOARD, subpel=_SUBPEL),
     "elic2022-official": lambda k: zoo_key(k, _ELIC_DECONV + r"|h_s\.4", _ELIC),
     "elic2022-chandelier": lambda k: zoo_key(k, _ELIC_DECONV, _ELIC),
+    "bmshj2018-hyperprior-vbr": vbr_key,
+    "mbt2018-mean-vbr": vbr_key,
 }
 # buffers beyond COMPRESSAI_BUFFERS: context masks (recomputed), the hyper codec's entropy-bottleneck target,
 # and ELIC's per-group Gaussian tables after the first (``elic_config`` checks that they equal it)
@@ -97,6 +110,7 @@ ZOO_BUFFERS = COMPRESSAI_BUFFERS + (
     r"latent_codec\.(y\.)+(latent_codec\.y\d+\.y\.)?gaussian_conditional\.(scale_bound|lower_bound_scale\.bound|"
     r"likelihood_lower_bound\.bound)",
     r"latent_codec\.y\.latent_codec\.y[1-9]\d*\.y\.gaussian_conditional\.scale_table",
+    r"lower_bound_zqstep\.bound", r"QuantOffset",  # the VBR models' constant bound; a key CompressAI deletes
 )
 
 
@@ -118,8 +132,9 @@ def factorized_config(sd) -> dict:
     return {"N": _shape(sd, "g_a.0.weight", what)[0], "M": _shape(sd, "g_a.6.weight", what)[0]}
 
 
-def _google_hyper(sd, what, means: bool, context: bool) -> dict:
+def _google_hyper(sd, what, means: bool, context: bool, vbr: bool = False) -> dict:
     N, M = _shape(sd, "g_a.0.weight", what)[0], _shape(sd, "g_a.6.weight", what)[0]
+    _reject(what, ("Gain" in sd) != vbr, "it is a variable-rate model" if not vbr else "it has no rate gains")
     out = _shape(sd, "h_s.4.weight", what)[0]
     _reject(what, out != (2 * M if means else M), f"its hyper-synthesis gives {out} channels")
     _reject(what, ("context_prediction.weight" in sd) != context,
@@ -137,6 +152,19 @@ def mean_scale_config(sd) -> dict:
 
 def joint_config(sd) -> dict:
     return _google_hyper(sd, "mbt2018", means=True, context=True)
+
+
+def _vbr(sd, what, means: bool) -> dict:
+    return {**_google_hyper(sd, what, means=means, context=False, vbr=True),
+            "vr_entbttlnck": "gayn2zqstep.0.weight" in sd}
+
+
+def scale_hyperprior_vbr_config(sd) -> dict:
+    return _vbr(sd, "bmshj2018-hyperprior-vbr", means=False)
+
+
+def mean_scale_vbr_config(sd) -> dict:
+    return _vbr(sd, "mbt2018-mean-vbr", means=True)
 
 
 def _cheng(sd, what, attention: bool, checkerboard: bool) -> dict:
@@ -192,4 +220,5 @@ DETECT = {
     "mbt2018-mean": mean_scale_config, "mbt2018": joint_config, "cheng2020-anchor": cheng_anchor_config,
     "cheng2020-attn": cheng_attn_config, "cheng2020-anchor-checkerboard": cheng_checkerboard_config,
     "elic2022-official": elic_official_config, "elic2022-chandelier": elic_chandelier_config,
+    "bmshj2018-hyperprior-vbr": scale_hyperprior_vbr_config, "mbt2018-mean-vbr": mean_scale_vbr_config,
 }

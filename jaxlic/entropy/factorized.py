@@ -34,10 +34,10 @@ def _sigmoid(x, xp):
     return jax.nn.sigmoid(x) if xp is jnp else 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def interval_probability(params, x, n_layers: int, xp=jnp):
-    """P(x - 1/2 < X < x + 1/2), computed on the side of the median where sigmoids do not saturate."""
-    lower = logits_cumulative(params, x - 0.5, n_layers, xp)
-    upper = logits_cumulative(params, x + 0.5, n_layers, xp)
+def interval_probability(params, x, n_layers: int, xp=jnp, half=0.5):
+    """P(x - half < X < x + half), computed on the side of the median where sigmoids do not saturate."""
+    lower = logits_cumulative(params, x - half, n_layers, xp)
+    upper = logits_cumulative(params, x + half, n_layers, xp)
     sign = -xp.sign(lower + upper)
     if xp is jnp:
         sign = jax.lax.stop_gradient(sign)
@@ -83,11 +83,12 @@ class EntropyBottleneck(nn.Module):
     def medians(self) -> jax.Array:
         return jax.lax.stop_gradient(self.quantiles[:, 0, 1])
 
-    def likelihood(self, values: jax.Array) -> jax.Array:
-        """Probability mass of the unit interval around each (quantized or noisy) value, channels last."""
+    def likelihood(self, values: jax.Array, step=1.0) -> jax.Array:
+        """Probability mass of the interval of width ``step`` (the quantization step) around each (quantized
+        or noisy) value, channels last."""
         shape = values.shape
         v = jnp.moveaxis(values, -1, 0).reshape(self.channels, 1, -1)
-        p, _, _ = interval_probability(self._params(), v, self.n_layers)
+        p, _, _ = interval_probability(self._params(), v, self.n_layers, half=0.5 * step)
         p = p.reshape((self.channels,) + shape[:-1])
         p = jnp.moveaxis(p, 0, -1)
         return lower_bound(p, self.likelihood_bound) if self.likelihood_bound > 0 else p
@@ -95,6 +96,24 @@ class EntropyBottleneck(nn.Module):
     def __call__(self, x: jax.Array, mode: str = "dequantize", rng: jax.Array | None = None):
         """Returns (quantized x, likelihoods). ``mode``: noise (training), ste or dequantize (around medians)."""
         x_hat = quantize(x, mode, self.medians(), rng)
+        return x_hat, self.likelihood(x_hat)
+
+    def variable(self, x: jax.Array, step, mode: str = "dequantize", rng: jax.Array | None = None):
+        """Returns (quantized x, likelihoods) with quantization step ``step`` (a traced scalar; CompressAI's
+        ``EntropyBottleneckVbr`` forward): noise of width ``step`` in training, else round((x - median) / step)
+        * step + median. The likelihood is, as the official forward computes it, the mass of the interval of
+        width 1 around each value, not of width ``step``: it passes ``qs`` positionally into
+        ``_likelihood_variable``'s ``stop_gradient`` slot, which leaves ``qs=None`` (its coding tables, built
+        with ``qs`` by keyword, use width ``step``)."""
+        if mode == "noise":
+            if rng is None:
+                raise ValueError("EntropyBottleneck.variable(mode='noise') needs an rng key")
+            x_hat = x + step * jax.random.uniform(rng, x.shape, jnp.float32, -0.5, 0.5)
+        elif mode == "dequantize":
+            m = self.medians()
+            x_hat = jnp.round((x - m) / step) * step + m
+        else:
+            raise ValueError(f"EntropyBottleneck.variable: mode {mode!r} (noise or dequantize)")
         return x_hat, self.likelihood(x_hat)
 
     def aux_loss(self) -> jax.Array:

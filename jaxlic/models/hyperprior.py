@@ -20,13 +20,13 @@ from jaxlic.layers.conv import MaskedConv
 from jaxlic.models.base import LatentCodecModel
 
 
-def _gdn_analysis(N, M, p, k=5):
+def gdn_analysis(N, M, p, k=5):
     return nn.Sequential([
         Conv(N, k, 2, precision=p), GDN(precision=p), Conv(N, k, 2, precision=p), GDN(precision=p),
         Conv(N, k, 2, precision=p), GDN(precision=p), Conv(M, k, 2, precision=p)])
 
 
-def _igdn_synthesis(N, p, k=5):
+def igdn_synthesis(N, p, k=5):
     return nn.Sequential([
         ConvTranspose(N, k, precision=p), GDN(inverse=True, precision=p),
         ConvTranspose(N, k, precision=p), GDN(inverse=True, precision=p),
@@ -36,6 +36,12 @@ def _igdn_synthesis(N, p, k=5):
 def hyper_analysis(N, p, act=leaky_relu):
     return nn.Sequential([Conv(N, 3, 1, precision=p), act, Conv(N, 5, 2, precision=p), act,
                           Conv(N, 5, 2, precision=p)])
+
+
+def scale_hyper_synthesis(N, M, p):
+    """Balle et al.'s h_s: the scales of y (M channels, ReLU: non-negative)."""
+    return nn.Sequential([ConvTranspose(N, precision=p), nn.relu, ConvTranspose(N, precision=p), nn.relu,
+                          Conv(M, 3, 1, precision=p), nn.relu])
 
 
 def mean_scale_hyper_synthesis(M, p):
@@ -55,8 +61,8 @@ class FactorizedPrior(LatentCodecModel):
     downsampling = 16
 
     def setup(self):
-        self.g_a = _gdn_analysis(self.N, self.M, self.precision)
-        self.g_s = _igdn_synthesis(self.N, self.precision)
+        self.g_a = gdn_analysis(self.N, self.M, self.precision)
+        self.g_s = igdn_synthesis(self.N, self.precision)
         self.entropy_bottleneck = EntropyBottleneck(self.M)
         self.latent_codec = lc.FactorizedLatentCodec(lc.EntropyBottleneckLatent(self.entropy_bottleneck, "nchw"))
 
@@ -73,11 +79,10 @@ class ScaleHyperprior(LatentCodecModel):
 
     def setup(self):
         N, M, p = self.N, self.M, self.precision
-        self.g_a = _gdn_analysis(N, M, p)
-        self.g_s = _igdn_synthesis(N, p)
+        self.g_a = gdn_analysis(N, M, p)
+        self.g_s = igdn_synthesis(N, p)
         self.h_a = hyper_analysis(N, p, nn.relu)
-        self.h_s = nn.Sequential([ConvTranspose(N, precision=p), nn.relu, ConvTranspose(N, precision=p), nn.relu,
-                                  Conv(M, 3, 1, precision=p), nn.relu])
+        self.h_s = scale_hyper_synthesis(N, M, p)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional()
         self.latent_codec = lc.Hyperprior(self.h_a, self.h_s, lc.EntropyBottleneckLatent(self.entropy_bottleneck),
@@ -93,8 +98,8 @@ class MeanScaleHyperprior(LatentCodecModel):
 
     def setup(self):
         N, M, p = self.N, self.M, self.precision
-        self.g_a = _gdn_analysis(N, M, p)
-        self.g_s = _igdn_synthesis(N, p)
+        self.g_a = gdn_analysis(N, M, p)
+        self.g_s = igdn_synthesis(N, p)
         self.h_a = hyper_analysis(N, p)
         self.h_s = mean_scale_hyper_synthesis(M, p)
         self.entropy_bottleneck = EntropyBottleneck(N)
@@ -117,7 +122,7 @@ class JointAutoregressive(LatentCodecModel):
 
     def _transforms(self):
         N, M, p = self.N, self.M, self.precision
-        return _gdn_analysis(N, M, p), _igdn_synthesis(N, p), hyper_analysis(N, p), mean_scale_hyper_synthesis(M, p)
+        return gdn_analysis(N, M, p), igdn_synthesis(N, p), hyper_analysis(N, p), mean_scale_hyper_synthesis(M, p)
 
     def setup(self):
         M, p = self.M, self.precision

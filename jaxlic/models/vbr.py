@@ -1,0 +1,90 @@
+"""CompressAI's variable-rate models (Kamisli, Racape and Choi, "Variable-Rate Learned Image Compression with
+Multi-Objective Optimization and Quantization-Reconstruction Offsets", DCC 2024): ``bmshj2018-hyperprior-vbr``
+and ``mbt2018-mean-vbr``, one model for a continuous range of rates.
+
+The transforms are those of the fixed-rate models (``jaxlic.models.hyperprior``); the rate is a gain g, the
+inverse of y's quantization step: one of the eight learned ``Gain`` levels or any positive value (CompressAI's
+``inputscale``). The tree: z under a factorized prior whose step follows the rate (``VariableStepLatent``,
+step = max(gayn2zqstep(1 / g), 0.5)), y quantized at step 1 / g with learned reconstruction offsets
+(``OffsetGaussianLatent``, the offsets from ``QuantABCD``). What the official forward does is reproduced as it
+is, in CompressAI's "stage 2" (the variable-rate path):
+
+- the forward uses ``Gain[s]`` as it is, CompressAI's compress / decompress ``abs(Gain[s])`` (the same for the
+  positive official gains); the default level is CompressAI's ``s=1``;
+- mbt2018-mean-vbr's forward rounds (y - mean) g while its compress codes round(y g - mean g): the two can
+  differ where a value lies at a rounding boundary.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxlic import latent_codecs as lc
+from jaxlic.entropy import EntropyBottleneck, GaussianConditional
+from jaxlic.models.base import LatentCodecModel
+from jaxlic.models.hyperprior import (gdn_analysis, hyper_analysis, igdn_synthesis, mean_scale_hyper_synthesis,
+                                      scale_hyper_synthesis)
+
+GAINS = (0.10000, 0.13944, 0.19293, 0.26874, 0.37268, 0.51801, 0.71957, 1.00000)  # CompressAI's initial ``Gain``
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18)           # its training lambda per level
+
+
+def _mlp(features, p, last=None):
+    """CompressAI's ``nn.Sequential(Linear, ReLU, ..., Linear[, last])``: Dense layers at indexes 0, 2, 4."""
+    layers = []
+    for i, f in enumerate(features):
+        layers += [nn.Dense(f, precision=p)] + ([nn.relu] if i + 1 < len(features) else [])
+    return nn.Sequential(layers + ([last] if last else []))
+
+
+class VariableRateHyperprior(LatentCodecModel):
+    """``bmshj2018-hyperprior-vbr`` (``means=False``: h_a sees |y|, a zero-mean Gaussian) and
+    ``mbt2018-mean-vbr`` (``means=True``). ``vr_entbttlnck``: z's quantization step follows the rate (as in
+    every released checkpoint)."""
+
+    N: int = 192
+    M: int = 320
+    means: bool = False
+    vr_entbttlnck: bool = True
+    precision: Any = None
+
+    levels = len(GAINS)
+
+    def setup(self):
+        N, M, p = self.N, self.M, self.precision
+        self.g_a, self.g_s = gdn_analysis(N, M, p), igdn_synthesis(N, p)
+        if self.means:
+            self.h_a, self.h_s = hyper_analysis(N, p), mean_scale_hyper_synthesis(M, p)
+        else:
+            self.h_a, self.h_s = hyper_analysis(N, p, nn.relu), scale_hyper_synthesis(N, M, p)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional()
+        self.Gain = self.param("Gain", lambda key: jnp.asarray(GAINS, jnp.float32))
+        self.QuantABCD = _mlp((12, 12, 1), p)
+        if self.vr_entbttlnck:
+            self.gayn2zqstep = _mlp((10, 10, 1), p, nn.softplus)
+            z = lc.VariableStepLatent(self.entropy_bottleneck, self.gayn2zqstep)
+        else:
+            z = lc.EntropyBottleneckLatent(self.entropy_bottleneck, ste=True)
+        self.latent_codec = lc.Hyperprior(self.h_a, self.h_s, z,
+                                          lc.OffsetGaussianLatent(self.gaussian_conditional, self.QuantABCD,
+                                                                  means=self.means),
+                                          abs_input=not self.means)
+
+    def gain(self, level: int | None = None, gain=None):
+        """The rate's gain: ``gain`` itself if given, else the learned one of ``level`` (0 .. levels - 1,
+        clipped as CompressAI clips it; default 1, CompressAI's ``s=1``)."""
+        if gain is not None:
+            return jnp.asarray(gain, jnp.float32)
+        # detached, as CompressAI's ``_get_scale``: the rate loss would otherwise pull every gain down
+        return jax.lax.stop_gradient(self.Gain[max(0, min(1 if level is None else int(level), self.levels - 1))])
+
+    def __call__(self, x, training: bool = False, rng=None, level: int | None = None, gain=None):
+        """The forward at one rate (``gain`` / ``level``, see ``gain``); also returns the gain used."""
+        g = self.gain(level, gain)
+        y = self.g_a(x)
+        out = self.latent_codec(y, training, rng, gain=g)
+        return {"x_hat": self.g_s(out["y_hat"]), **out, "y": y, "gain": g}
