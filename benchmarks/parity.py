@@ -42,6 +42,9 @@ def fixture_errors(d: pathlib.Path) -> dict:
     x = out["x"]
     template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct(x.shape, jnp.float32))
     variables = spec.convert(sd, template)
+    if getattr(model, "rated", False):  # a variable-rate model: every recorded rate, the worst of them
+        errors = rated_errors(name, config, model, variables, out)
+        return {"model": name, "config": config, "input": list(x.shape), "max_relative_error": errors}
     with jax.default_matmul_precision("highest"):
         got = jax.jit(model.apply)(variables, jnp.asarray(x))
     if "zigzag_order" in out:  # Shen & Liu: per-chunk outputs (B, K, C, h, w), y likelihoods in chunk order
@@ -53,6 +56,33 @@ def fixture_errors(d: pathlib.Path) -> dict:
     if "codec_dec_y_hat" in out:  # CompressAI's real codec: the latent its g_s receives, the decoded image
         errors.update(codec_errors(name, config, model, variables, out))
     return {"model": name, "config": config, "input": list(x.shape), "max_relative_error": errors}
+
+
+def rated_errors(name, config, model, variables, out) -> dict:
+    """Per output, the largest error over the fixture's rates (``rK_``): the forward at each rate's gain and
+    the real codec at that gain (the latent g_s receives after decoding, and the decoded image)."""
+    from jaxlic.codec import Codec
+    codec = Codec(name, model, variables, model.build_tables(variables), config)
+    forward = jax.jit(lambda v, x, g: model.apply(v, x, gain=g))
+    pairs = dict(OUTPUTS, offsets="quant_offset_raw")
+    errors: dict = {}
+    worst = lambda k, e: errors.__setitem__(k, max(errors.get(k, 0.0), e))
+    for r in sorted(int(k[1:-5]) for k in out if k.startswith("r") and k.endswith("_gain")):
+        g = np.float32(out[f"r{r}_gain"].reshape(()))
+        with jax.default_matmul_precision("highest"):
+            got = forward(variables, jnp.asarray(out["x"]), g)
+        for k, ref in pairs.items():
+            key = ref if ref in ("y", "z") else f"r{r}_{ref}"
+            if k in got and key in out:
+                worst(k, rel_err(got[k], out[key]))
+        for k in got["likelihoods"]:
+            worst(f"{k}_likelihoods", rel_err(got["likelihoods"][k], out[f"r{r}_{k}_likelihoods"]))
+        for b in range(out["x"].shape[0]):
+            img = np.round(out["x"][b] * 255).astype(np.uint8)
+            d = codec.decode(codec.compress(img, gain=float(g)), details=True)
+            worst("codec_y_hat", rel_err(d.latents["y_hat"][0], out[f"r{r}_codec_dec_y_hat"][b]))
+            worst("codec_x_hat", rel_err(np.clip(d.x_hat, 0, 1), out[f"r{r}_codec_x_hat"][b]))
+    return errors
 
 
 def chunked_errors(model, variables, got, out) -> dict:

@@ -121,12 +121,16 @@ class Codec:
     ``Codec("mbt2018-mean", variables, {"N": 64, "M": 96})``; ``tables`` are frozen from the variables when not
     given. ``coder``: "constriction" (any environment) or "tfc" (tensorflow-compression's ops). ``robust_margin``:
     the cross-platform repair's relative margin (``None``: the default, 1e-5; 0: off). ``max_pixels``: the
-    largest image a file may declare before decoding refuses it (``None``: no limit)."""
+    largest image a file may declare before decoding refuses it (``None``: no limit). ``level`` / ``gain``: the
+    rate of a variable-rate model (``jaxlic.models.vbr``; one of its learned levels, or any gain = 1 / the
+    quantization step; default level 1); files carry it, so decoding needs neither. ``with_rate`` gives the
+    same codec at another rate."""
 
     def __init__(self, name: str, variables, config: Mapping[str, Any] | None = None,
                  tables: Mapping[str, CodingTable] | None = None, *, coder: str = "constriction",
                  robust_margin: float | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 precision: Any = None, source: str | None = None):
+                 precision: Any = None, source: str | None = None, level: int | None = None,
+                 gain: float | None = None):
         spec = get_spec(name)
         self.name = name
         self.config = {**spec.defaults, **dict(config or {})}
@@ -136,7 +140,12 @@ class Codec:
             tables = self.module.build_tables(jax.device_get(variables))
         self.coder, self.robust_margin, self.source = coder, robust_margin, source
         self._engine = _Engine(name, self.module, variables, tables, self.config, max_pixels=max_pixels)
-        self._forward = jax.jit(lambda v, x: self.module.apply(v, x))
+        self._engine.gain(level, gain)  # a rate this model cannot take is refused here, by name
+        self.level, self.gain = level, gain
+        if self._engine.rated:
+            self._forward = jax.jit(lambda v, x, g: self.module.apply(v, x, gain=g))
+        else:
+            self._forward = jax.jit(lambda v, x: self.module.apply(v, x))
 
     # --- what it is ----------------------------------------------------------------------------------------
     @property
@@ -179,6 +188,18 @@ class Codec:
             tables = self.module.build_tables(jax.device_get(variables))
         save_model(path, self.name, self.config, variables, tables, half=half)
 
+    def with_rate(self, level: int | None = None, gain: float | None = None) -> "Codec":
+        """The same variable-rate codec at another rate (a learned ``level`` or a ``gain``), sharing what was
+        compiled: one model, a whole rate-distortion curve."""
+        self._engine.gain(level, gain)
+        other = object.__new__(Codec)
+        other.__dict__.update(self.__dict__)
+        other.level, other.gain = level, gain
+        return other
+
+    def _rate(self) -> dict:
+        return {"level": self.level, "gain": self.gain} if self._engine.rated else {}
+
     def with_weights(self, variables, tables: Mapping[str, CodingTable] | None = None) -> "Codec":
         """The same model and configuration with other weights, reusing what was compiled."""
         other = object.__new__(Codec)
@@ -211,7 +232,7 @@ class Codec:
         if batch.many:
             raise ValueError("encode takes one image (H, W, 3); use compress for a batch")
         img = batch.images[0]
-        r = self._engine.encode(img, self.coder, self.robust_margin, details=bits)
+        r = self._engine.encode(img, self.coder, self.robust_margin, details=bits, **self._rate())
         container, data = r.container, r.data
         per = {k[:-5]: v[0] for k, v in (r.latents or {}).items() if k.endswith("_bits")}
         ph = img.shape[0] + (-img.shape[0] % self.downsampling)
@@ -232,7 +253,8 @@ class Codec:
         xb = xb.astype(np.float32) / 255.0 if xb.dtype == np.uint8 else xb.astype(np.float32)
         h, w = xb.shape[1:3]
         with jax.default_matmul_precision("highest"):
-            out = self._forward(self.variables, jnp.asarray(pad_to_multiple(xb, self.downsampling)))
+            rate = (np.float32(self._engine.gain(self.level, self.gain)),) if self._engine.rated else ()
+            out = self._forward(self.variables, jnp.asarray(pad_to_multiple(xb, self.downsampling)), *rate)
         lik = {k: np.asarray(v) for k, v in out["likelihoods"].items()}
         bits = sum(-np.log2(np.asarray(v, np.float64)).sum(axis=tuple(range(1, v.ndim))) for v in lik.values())
         x_hat = np.asarray(out["x_hat"])[:, :h, :w]
@@ -297,7 +319,7 @@ def load(spec: str | os.PathLike | None = None, variables=None, *, config: Mappi
 
     ``model``: refuse a file that holds another model. ``trust``: a PyTorch checkpoint whose pickle needs more than
     tensors and numbers is refused unless this is True (it would run the code it holds). ``codec_options``:
-    ``coder``, ``robust_margin``, ``max_pixels``, ``precision`` (see ``Codec``). Errors are ``UserError``
+    ``coder``, ``robust_margin``, ``max_pixels``, ``precision``, ``level``, ``gain`` (see ``Codec``). Errors are ``UserError``
     subclasses with one line naming the path."""
     if variables is not None:
         name = os.fspath(spec) if spec is not None else model

@@ -51,7 +51,8 @@ def _codec(args):
     from jaxlic.api import load
     return load(args.checkpoint, model=args.model, trust=args.trust_pickle,
                 max_pixels=getattr(args, "max_pixels", None) or None,
-                coder=getattr(args, "coder", "constriction"), robust_margin=getattr(args, "robust_margin", None))
+                coder=getattr(args, "coder", "constriction"), robust_margin=getattr(args, "robust_margin", None),
+                level=getattr(args, "level", None), gain=getattr(args, "gain", None))
 
 
 DRIFT_ENV = "JAXLIC_SIMULATE_DRIFT"
@@ -218,6 +219,11 @@ def build_parser():
                    "DELTA decode the file exactly: the side of every coding-table index within DELTA of a table "
                    "boundary is sent (about 1.2 bits each); 0 switches this off (default: "
                    f"{DEFAULT_ROBUST_MARGIN:g})")
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("--level", type=int, default=None,
+                      help="variable-rate models: one of the learned rates, 0 (lowest) .. levels - 1 (default 1)")
+    rate.add_argument("--gain", type=float, default=None,
+                      help="variable-rate models: any rate, as the gain (1 / y's quantization step)")
     c.set_defaults(fn=cmd_compress)
     d = sub.add_parser("decompress", help=".jlc file -> image (PNG unless the extension says otherwise)")
     d.add_argument("input")

@@ -21,11 +21,12 @@ import numpy as np
 
 from jaxlic.cache import CompileCache
 from jaxlic.coding.coders import CodingError, get_coder
-from jaxlic.coding.container import DEFAULT_MAX_PIXELS, Container, check_pixels, read_container, write_container
+from jaxlic.coding.container import (DEFAULT_MAX_PIXELS, FIXED_RATE_VERSION, FORMAT_VERSION, Container, check_pixels,
+                                     read_container, write_container)
 from jaxlic.coding.protection import DEFAULT_ROBUST_MARGIN, Protection, check_drift
 from jaxlic.compiled import Clock, CompiledPlan, float32_highest
 from jaxlic.entropy.tables import CodingTable
-from jaxlic.errors import DecodeError, IndexMismatch
+from jaxlic.errors import DecodeError, IndexMismatch, UserError
 from jaxlic.heap import trim_after_compiles
 from jaxlic.plan import Plan
 
@@ -107,7 +108,12 @@ class Codec:
         trim_after_compiles()
         self.config_hash = hashlib.sha256(
             json.dumps({"model": name, "config": dict(config or {})}, sort_keys=True).encode()).hexdigest()[:16]
-        self._analysis = jax.jit(lambda v, x: model.apply(v, x, method="analysis"))
+        # a variable-rate model takes its rate (the gain) in the analysis and in the plan's initial state
+        self.rated = bool(getattr(model, "rated", False))
+        if self.rated:
+            self._analysis = jax.jit(lambda v, x, g: model.apply(v, x, g, method="analysis"))
+        else:
+            self._analysis = jax.jit(lambda v, x: model.apply(v, x, method="analysis"))
         # per padded size: a plan and its compiled steps (the most recently used kept; ``max_plans``)
         self._compiled = CompileCache(maxsize=max_plans)
         # the stream order is the order table families first appear in the plan (the same for every size)
@@ -124,6 +130,38 @@ class Codec:
         spacings = [self.model.apply(variables, method=lambda m, g=g: g.entropy(m).boundary_spacing())
                     for g in self._families]
         self._spacing = min([float(s) for s in spacings] + [np.inf])
+        self._rate_tables: dict[float, dict] = {}
+
+    def gain(self, level: int | None = None, gain: float | None = None) -> float | None:
+        """A variable-rate model's gain (1 / y's quantization step) for ``level`` (0 .. levels - 1, the learned
+        gains; default 1, as CompressAI's ``s=1``) or ``gain`` itself; None for a fixed-rate model."""
+        if not self.rated:
+            if level is not None or gain is not None:
+                raise UserError(f"{self.name} codes at one rate; a level or gain applies to variable-rate models")
+            return None
+        if gain is not None:
+            if level is not None:
+                raise UserError("give a level or a gain, not both")
+            g = float(np.float32(gain)) if isinstance(gain, (int, float, np.floating)) else float("nan")
+            if not 0 < g < float("inf"):
+                raise UserError(f"gain {gain!r}: a positive number (1 / the quantization step) is needed")
+            return g
+        n = self.model.levels
+        level = 1 if level is None else level
+        if not isinstance(level, (int, np.integer)) or not 0 <= level < n:
+            raise UserError(f"level {level!r}: {self.name} has levels 0 .. {n - 1}")
+        return abs(float(np.asarray(self.variables["params"]["Gain"])[level]))
+
+    def _tables(self, gain: float | None) -> dict:
+        """The coding tables at this rate: the model's, with those that follow the rate built for it (a few
+        kept)."""
+        if gain is None:
+            return self.tables
+        if gain not in self._rate_tables:
+            if len(self._rate_tables) >= 8:
+                self._rate_tables.pop(next(iter(self._rate_tables)))
+            self._rate_tables[gain] = {**self.tables, **self.model.rate_tables(self.variables, np.float32(gain))}
+        return self._rate_tables[gain]
 
     def with_weights(self, variables, tables: Mapping[str, CodingTable]) -> "Codec":
         """The same model and configuration with other weights (another checkpoint of a training run): shares
@@ -147,21 +185,26 @@ class Codec:
 
     @float32_highest
     def encode(self, image: np.ndarray, coder: str = "constriction", robust_margin: float | None = None, *,
-               details: bool = False, timings: bool = False, per_step: bool = False) -> EncodeResult:
+               level: int | None = None, gain: float | None = None, details: bool = False, timings: bool = False,
+               per_step: bool = False) -> EncodeResult:
         """Encodes one image, (H, W, 3) uint8. ``robust_margin``: the repair's delta (``DEFAULT_ROBUST_MARGIN``
         if None; 0 switches it off): a decoder whose scales differ from these by a relative error below it
-        decodes exactly. ``details``: also the latents at their positions, with the bits of each element, and
+        decodes exactly. ``level`` / ``gain``: the rate of a variable-rate model (``gain``), written into the
+        file. ``details``: also the latents at their positions, with the bits of each element, and
         the scales of each step. ``timings``: per group (name, network seconds, coder seconds), the network time
         of a step being its prediction and the previous step's update (before a repeated group, the update of
         the group before and its first prediction are an entry of their own, "NAME (start)"); measuring
         synchronises every step. ``per_step``: an entry for every step of a repeated group ("NAME[t]")."""
         image = _check_image(image)
         backend = get_coder(coder)
+        g = self.gain(level, gain)
+        tables = self._tables(g)
         h, w = image.shape[:2]
         x = pad_to_multiple(image[None].astype(np.float32) / 255.0, self.model.downsampling)
         fn = self._functions(h, w)  # before the analysis is queued: building a plan may read device values
         clock = Clock([] if timings else None, per_step)
-        latents = clock.net(self._analysis(self.variables, jnp.asarray(x)))
+        rate = () if g is None else (np.float32(g),)
+        latents = clock.net(self._analysis(self.variables, jnp.asarray(x), *rate))
         clock.record("analysis")
         encoders = {t: backend.encoder() for t in self.streams}
         coded = _Coded(fn, details)
@@ -178,24 +221,26 @@ class Codec:
             clock.net(None)
             everywhere = valid_np.all()
             encoders[g.table].encode(sym_np if everywhere else sym_np[valid_np],
-                                     idx_np if everywhere else idx_np[valid_np], self.tables[g.table])
+                                     idx_np if everywhere else idx_np[valid_np], tables[g.table])
             clock.coder()
             coded.add(k, t, sym_np, idx_np, valid_np, p["means"].shape)
             return sym
 
-        sym, means, state = fn.run(self.variables, code, clock, margin=protection.margin)
+        sym, means, state = fn.run(self.variables, code, clock, margin=protection.margin, init=_init(g))
         streams = [encoders[t].finish() for t in self.streams]
         checks, repair = protection.pack()
         c = Container(self.name, self.config_hash, backend.name, (h, w), {k: list(v) for k, v in fn.plan.shapes.items()},
-                      streams, self.weights_hash, checks=checks, repair=repair)
+                      streams, self.weights_hash, FIXED_RATE_VERSION if g is None else FORMAT_VERSION, checks, repair,
+                      g)
         return EncodeResult(
             c, coded.symbols(), coded.indexes(),
             dict(repair_keys=protection.repair.keys, repair_bytes=len(repair), checks_bytes=len(checks)),
-            latents=self._latents(fn, coded, state, sym, means, self.tables, backend.name) if details else None,
+            latents=self._latents(fn, coded, state, sym, means, tables, backend.name) if details else None,
             scales=scales, timings=clock.out)
 
-    def compress(self, image: np.ndarray, coder: str = "constriction", robust_margin: float | None = None) -> bytes:
-        return self.encode(image, coder, robust_margin).data
+    def compress(self, image: np.ndarray, coder: str = "constriction", robust_margin: float | None = None, *,
+                 level: int | None = None, gain: float | None = None) -> bytes:
+        return self.encode(image, coder, robust_margin, level=level, gain=gain).data
 
     def _latents(self, fn: CompiledPlan, coded: "_Coded", state, sym, means, tables=None, coder="constriction"):
         out = coded.by_latent(tables, coder)
@@ -218,6 +263,9 @@ class Codec:
                               f"this checkpoint {self.weights_hash}); use the checkpoint that wrote it")
         if _frozen(c.shapes) != self._shapes(*c.image_size) or len(c.streams) != len(self.streams):
             raise DecodeError("file header does not match the model's latent layout (corrupt file)")
+        if self.rated != (c.gain is not None):
+            raise DecodeError(f"file header {'lacks' if self.rated else 'carries'} the rate of a variable-rate "
+                              "model (corrupt file)")
         return c
 
     @float32_highest
@@ -232,6 +280,7 @@ class Codec:
         except (ImportError, ValueError) as e:
             raise DecodeError(f"file was written with the {c.coder!r} coder, which is not available here: {e}") from None
         drift = check_drift(drift)
+        tables = self._tables(c.gain)
         fn = self._functions(*c.image_size)
         try:
             protection = Protection.for_decoder(c.checks, c.repair, fn.steps, c.version)
@@ -256,15 +305,15 @@ class Codec:
                 idx_np = protection.resolve(step, idx_np, valid_np, p["near"], step_name)
                 clock.net(None)
                 if valid_np.all():
-                    sym_np = decoders[g.table].decode(idx_np, self.tables[g.table]).astype(np.int32)
+                    sym_np = decoders[g.table].decode(idx_np, tables[g.table]).astype(np.int32)
                 else:
                     sym_np = np.zeros(idx_np.shape, np.int32)
-                    sym_np[valid_np] = decoders[g.table].decode(idx_np[valid_np], self.tables[g.table])
+                    sym_np[valid_np] = decoders[g.table].decode(idx_np[valid_np], tables[g.table])
                 clock.coder()
                 coded.add(k, t, sym_np, idx_np, valid_np, p["means"].shape)
                 return sym_np  # numpy: jit takes it without a separate transfer call
 
-            sym, means, state = fn.run(self.variables, code, clock, drift, protection.margin)
+            sym, means, state = fn.run(self.variables, code, clock, drift, protection.margin, _init(c.gain))
             for where in self.streams:
                 step_name = None
                 decoders[where].finish()
@@ -327,6 +376,10 @@ class _Coded:
             if tables is not None:
                 out[f"{name}_bits"] = bits.reshape(shape)
         return out
+
+
+def _init(gain: float | None) -> dict | None:
+    return None if gain is None else {"gain": np.float32(gain)}
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:

@@ -81,8 +81,8 @@ class CompiledPlan:
         def steps(simulate: bool):
             """(first, repeat, next): a simulated platform's drift gets functions of its own, so the real
             decoder's steps carry nothing for it; the drift's value is traced (one compilation for all)."""
-            first = jax.jit(lambda v, drift, margin: predict(groups[0], v, {}, jnp.int32(0), drift, margin,
-                                                             simulate))
+            first = jax.jit(lambda v, init, drift, margin: predict(groups[0], v, init, jnp.int32(0), drift, margin,
+                                                                   simulate))
             # the state is donated: its buffers (a padded latent, the hyper params) are updated in place
             repeat = [jax.jit(lambda v, state, t, sym, means, drift, margin, g=g: predict(
                 g, v, update(g, v, state, t, sym, means), t + 1, drift, margin, simulate), donate_argnums=1)
@@ -107,13 +107,14 @@ class CompiledPlan:
             symbols_of(gather(latents[g.latent], g.elements(t)), means.reshape(-1)), 0)) for g in groups]
         self.elements = [jax.jit(g.elements) for g in groups]
 
-    def run(self, v, code, clock, drift: float = 0.0, margin: float = 0.0):
+    def run(self, v, code, clock, drift: float = 0.0, margin: float = 0.0, init: dict | None = None):
         """Runs the plan; ``code(k, t, step, p)`` (numpy symbols) writes or reads the coder, ``step`` counting
         all steps in plan order and ``p`` holding the prediction: means, table indexes, valid (not padding),
         near (the table boundary each scale lies within relative ``margin`` of, or -1) and params (the scales,
         or indexes of a factorized prior). ``drift``: a simulated platform's relative error on the scales
-        (``simulate_drift``; 0: none). Returns the final prediction's (symbols, means) and the state before
-        the last update."""
+        (``simulate_drift``; 0: none). ``init``: the plan's state before its first step (a variable-rate model's
+        ``{"gain": g}``; traced, so every rate runs the same compiled steps). Returns the final prediction's
+        (symbols, means) and the state before the last update."""
         groups = self.plan.groups
         first, repeat, nxt = self.first, self.repeat, self.next
         if drift:
@@ -121,7 +122,7 @@ class CompiledPlan:
                 self._simulated = self._simulated()
             first, repeat, nxt = self._simulated
         drift, margin = np.float32(drift), np.float32(margin)
-        p, state = first(v, drift, margin)
+        p, state = first(v, {} if init is None else init, drift, margin)
         step = 0
         for k, g in enumerate(groups):
             for t in range(g.count):

@@ -540,6 +540,24 @@ class VariableStepLatent(nn.Module):
     def __call__(self, x, training: bool = False, rng=None, gain=None):
         return self.entropy_bottleneck.variable(x, self.step(gain), _mode(training), rng)
 
+    def scaled(self, x, gain):
+        """What the codec codes: (x - median) / step, whose rounding is the official symbol."""
+        return (x - self.entropy_bottleneck.medians()) / self.step(gain)
+
+    def steps(self, latent: str, shape, at: Locate, update) -> list[P.StepGroup]:
+        """One step over the scaled latent (means 0, table index the channel, the rate's own tables); the
+        decoded z_hat = symbol * step + median goes to ``update(m, v, state, z_hat)``."""
+        c = shape[-1]
+
+        def upd(m, v, state, q):
+            z_hat = m.apply(v, q, state["gain"], method=lambda root, q, g: at(root).dequantize(q, g))
+            return update(m, v, state, z_hat)
+
+        return [P.factorized(latent, self.table, latent, shape, lambda m, v: jnp.zeros((c,), jnp.float32), upd)]
+
+    def dequantize(self, q, gain):
+        return q * self.step(gain) + self.entropy_bottleneck.medians()
+
 
 class OffsetGaussianLatent(nn.Module):
     """y at a variable rate with quantization-reconstruction offsets (Kamisli, Racape and Choi 2024; CompressAI's
@@ -563,16 +581,48 @@ class OffsetGaussianLatent(nn.Module):
         stdev = lower_bound(scales * gain, self.gaussian_conditional.scale_bound)
         return self.offsets(jnp.stack([stdev, jnp.broadcast_to(gain, stdev.shape)], axis=-1))[..., 0]
 
+    def reconstruct(self, signs, q_abs, scales, means, gain):
+        """y_hat from the integer's sign and magnitude (straight-through in training), and the network's raw
+        offsets."""
+        raw = self.offset(scales, gain)
+        y_hat = signs * (q_abs + jnp.where(q_abs < 1e-4, 0.0, -raw)) * (1.0 / gain)
+        return y_hat + (0.0 if means is None else means), raw
+
     def __call__(self, y, side, training: bool = False, rng=None, gain=None):
         scales, means = self.params(side)
-        mu = 0.0 if means is None else means
-        v = (y - mu) * gain
-        q_abs = ste_round(jnp.abs(v))
-        raw = self.offset(scales, gain)
-        y_hat = jax.lax.stop_gradient(jnp.sign(v)) * (q_abs + jnp.where(q_abs < 1e-4, 0.0, -raw)) * (1.0 / gain) + mu
+        v = (y - (0.0 if means is None else means)) * gain
+        y_hat, raw = self.reconstruct(jax.lax.stop_gradient(jnp.sign(v)), ste_round(jnp.abs(v)), scales, means, gain)
         _, lik = self.gaussian_conditional(y * gain, scales * gain, None if means is None else means * gain,
                                            _mode(training), rng)
         return _without_none(y_hat=y_hat, likelihood=lik, scales=scales, means=means, offsets=raw)
+
+    def scaled(self, y, gain):
+        """What the codec codes: y times the gain (CompressAI's compress codes round(y g - mean g))."""
+        return y * gain
+
+    def start(self, side, gain):
+        return {"side": side, "gain": gain}
+
+    def steps(self, latent: str, shape, at: Locate) -> list[P.StepGroup]:
+        """All of y in one step, in the scaled domain: means mean g, scales scale g (the table indexes the
+        official codec looks up); the update reconstructs y_hat with the offsets."""
+        def predict(part, state):
+            scales, means = part.params(state["side"])
+            g = state["gain"]
+            return (jnp.zeros_like(scales) if means is None else means * g), scales * g
+
+        def update(part, state, values):
+            scales, means = part.params(state["side"])
+            g = state["gain"]
+            q = jnp.round(values - (0.0 if means is None else means * g))  # the decoded integer, exactly
+            return {**state, latent: part.reconstruct(jnp.sign(q), jnp.abs(q), scales, means, g)[0]}
+
+        return [P.whole(latent, self.table, latent, shape, on_part(at, predict), on_part(at, update),
+                        entropy=_gaussian(at))]
+
+    @staticmethod
+    def decoded(state):
+        return state["y"]
 
 
 class Branches(nn.Module):
@@ -610,12 +660,20 @@ class Hyperprior(nn.Module):
             out[self.side_key] = side
         return {**out, "likelihoods": {"y": lik, "z": z_lik}, "z": z, "z_hat": z_hat}
 
-    def start(self, z_hat):
-        return self.y.start(self.h_s(z_hat))
+    def start(self, z_hat, state=None):
+        """The y part's plan state once z_hat is decoded (a rated part also keeps the rate from ``state``)."""
+        side = self.h_s(z_hat)
+        return self.y.start(side, state["gain"]) if getattr(self.y, "rated", False) else self.y.start(side)
+
+    def scaled_latents(self, y, gain) -> dict:
+        """A variable-rate tree's latents as its codec codes them (each rated part's ``scaled``)."""
+        z = self.side_latents(y)["z"]
+        return {"y": self.y.scaled(y, gain) if getattr(self.y, "rated", False) else y,
+                "z": self.z.scaled(z, gain) if getattr(self.z, "rated", False) else z}
 
     def plan(self, shapes, at: Locate) -> P.Plan:
         z = self.z.steps("z", shapes["z"], lambda root: at(root).z,
-                         on_part(at, lambda part, state, z_hat: part.start(z_hat)))
+                         on_part(at, lambda part, state, z_hat: part.start(z_hat, state)))
         y = self.y.steps("y", shapes["y"], lambda root: at(root).y)
         decoded = type(self.y).decoded
         return P.Plan(tuple(z + y), shapes, lambda state: {"y": decoded(state)})

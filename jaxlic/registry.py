@@ -14,7 +14,7 @@ from jaxlic.convert import mlicpp as _mlicpp_keys
 from jaxlic.convert.common import convert_state_dict, strip_prefixes
 from jaxlic.convert import stf as _stf_keys
 from jaxlic.errors import UserError
-from jaxlic.models import cheng2020, cwam, elic, hyperprior, mlicpp, stf
+from jaxlic.models import cheng2020, cwam, elic, hyperprior, mlicpp, stf, vbr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +83,12 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
          "ELIC, He et al. 2022 (CompressAI elic2022-official)"),
     _zoo("elic2022-chandelier", _elic(True), {"N": 192, "M": 320, "groups": None},
          "ELIC as re-implemented by Chandelier 2023 (CompressAI elic2022-chandelier)"),
+    _zoo("bmshj2018-hyperprior-vbr", lambda **c: vbr.VariableRateHyperprior(**c, means=False),
+         {"N": 192, "M": 320, "vr_entbttlnck": True},
+         "Variable-rate scale hyperprior, Kamisli et al. 2024 (CompressAI bmshj2018-hyperprior-vbr)"),
+    _zoo("mbt2018-mean-vbr", lambda **c: vbr.VariableRateHyperprior(**c, means=True),
+         {"N": 192, "M": 320, "vr_entbttlnck": True},
+         "Variable-rate mean-scale hyperprior, Kamisli et al. 2024 (CompressAI mbt2018-mean-vbr)"),
     ModelSpec(
         "mlicpp", lambda **c: mlicpp.MLICPlusPlus(**c),
         {"N": 192, "M": 320, "slice_num": 10, "context_window": 5, "old_g_s": False, "old_lrp": False},

@@ -20,14 +20,29 @@ def codec_and_file():
 
 
 def test_round_trip_fields():
+    """Every field survives; a fixed-rate file (format 4) has no rate field, a variable-rate one (format 5)
+    its gain as float32 (5 bytes more); a rate flag other than 0 or 1 and a gain that is not positive are
+    refused."""
     c = Container("m", "00ab" * 4, "tfc", (5, 70000), {"y": [1, 2, 300], "z": [4]}, [b"xy", b"", b"z" * 200],
-                  "12cd" * 4, checks=bytes(range(5, 17)), repair=bytes(range(40, 50)))
+                  "12cd" * 4, version=4, checks=bytes(range(5, 17)), repair=bytes(range(40, 50)))
     data = write_container(c)
     r = read_container(data)
     assert (r.model, r.config_hash, r.coder, r.image_size, r.shapes, r.streams, r.weights_hash, r.checks,
-            r.repair) == ("m", "00ab" * 4, "tfc", (5, 70000), {"y": [1, 2, 300], "z": [4]},
-                          [b"xy", b"", b"z" * 200], "12cd" * 4, bytes(range(5, 17)), bytes(range(40, 50)))
+            r.repair, r.gain) == ("m", "00ab" * 4, "tfc", (5, 70000), {"y": [1, 2, 300], "z": [4]},
+                                  [b"xy", b"", b"z" * 200], "12cd" * 4, bytes(range(5, 17)), bytes(range(40, 50)),
+                                  None)
     assert len(data) - 202 - 12 - 10 < 52  # the header stays small
+    rated = write_container(dataclasses.replace(c, version=5, gain=0.4))
+    assert read_container(rated).gain == np.float32(0.4) and len(rated) == len(data) + 5
+    with pytest.raises(ValueError, match="no rate"):
+        write_container(dataclasses.replace(c, gain=0.4))
+    body = rated[:-4]
+    flag = len(body) - 202 - 5  # the payload (202 bytes) follows the flag and the gain
+    assert body[flag] == 1
+    for bad, match in ((body[:flag] + b"\x02" + body[flag + 1:], "rate flag"),
+                       (body[:flag + 1] + struct.pack("<f", -1.0) + body[flag + 5:], "rate gain")):
+        with pytest.raises(ContainerError, match=match):
+            read_container(bad + struct.pack("<I", zlib.crc32(bad)))
 
 
 def _corruptions(data: bytes, n: int, rng):

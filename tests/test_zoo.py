@@ -182,7 +182,7 @@ for job in json.loads(sys.argv[1]):
 
 @pytest.mark.slow
 def test_round_trips_decode_in_another_process(tmp_path):
-    """Every zoo model, CWAM and Shen & Liu's, both coders where installed: files written here decode in a fresh
+    """Every zoo model, CWAM, Shen & Liu's and a variable-rate model, both coders where installed: files written here decode in a fresh
     process (the model loaded from its file, traced anew; executables from the run's compilation cache, as the
     jaxlic command would take them; test_mlicpp_codec's cross-process test compiles its own) to the same
     symbols and the same image, bit for bit. (Decoding on a simulated platform: test_crossplatform, for every
@@ -194,7 +194,7 @@ def test_round_trips_decode_in_another_process(tmp_path):
     from jaxlic.export import save_model
     jobs, expected = [], {}
     rng = np.random.default_rng(11)
-    for fixture in ZOO + ["cwam", "stf_zigzag"]:
+    for fixture in ZOO + ["cwam", "stf_zigzag", "mbt2018_mean_vbr"]:
         # the codec test_round_trip_any_size uses where it runs in this worker; sizes up to 64x64 share its
         # compiled plan for 1x1 (and the coders share it here)
         name, config, model, variables, here = _codec(fixture)
@@ -202,7 +202,7 @@ def test_round_trips_decode_in_another_process(tmp_path):
         save_model(str(ckpt), name, config, variables, model.build_tables(variables))
         img = rng.integers(0, 256, (int(rng.integers(1, 65)), int(rng.integers(1, 65)), 3), dtype=np.uint8)
         for coder in available_coders():
-            e = here.encode(img, coder)
+            e = here.encode(img, coder, **({"level": 3} if here.rated else {}))  # the rate comes with the file
             sym = e.symbols
             path = tmp_path / f"{fixture}_{coder}.jlc"
             path.write_bytes(e.data)

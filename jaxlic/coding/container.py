@@ -13,6 +13,8 @@
                      format 3 on; format 2 files have none and decode unchecked)
     repair           varint byte length, then the robust margin and the side of each coding-table index near a
                      table boundary (``jaxlic.coding.repair``; empty when off; format 4 on)
+    rate             format 5 (variable-rate models only; others are written as format 4): u8 1, then the gain as
+                     float32 little endian (the inverse of y's quantization step)
     payload          the coded streams, concatenated in codec-plan order
     CRC-32           u32 little endian, of every byte before it
 
@@ -29,8 +31,11 @@ import zlib
 from jaxlic.errors import UserError
 
 MAGIC = b"JLIC"
-FORMAT_VERSION = 4  # 4: index repair; 3: index checks; 2: shorter escape codes in constriction streams, one stream per table family
-READABLE = (2, 3, 4)
+# 5: the rate of a variable-rate model; 4: index repair; 3: index checks; 2: shorter escape codes in constriction
+# streams, one stream per table family
+FORMAT_VERSION = 5
+FIXED_RATE_VERSION = 4  # what a fixed-rate model writes: its files read as they did before format 5
+READABLE = (2, 3, 4, 5)
 CODERS = ("constriction", "tfc")  # ids are positions: append only
 _CRC = struct.Struct("<I")
 _MAX_DIM = 1 << 24
@@ -70,6 +75,7 @@ class Container:
     version: int = FORMAT_VERSION
     checks: bytes = b""
     repair: bytes = b""
+    gain: float | None = None
 
     def describe(self) -> str:
         lengths = [len(s) for s in self.streams]
@@ -81,6 +87,8 @@ class Container:
                  f"streams        : {len(self.streams)} ({sum(lengths)} bytes): {lengths}",
                  f"index checks   : {len(self.checks)} bytes" if self.version >= 3 else "index checks   : none",
                  "index repair   : " + (_describe_repair(self.repair) if self.version >= 4 else "none")]
+        if self.gain is not None:
+            lines.append(f"rate           : gain {self.gain:.6g} (quantization step {1 / self.gain:.6g})")
         return "\n".join(lines)
 
 
@@ -185,6 +193,14 @@ def write_container(c: Container) -> bytes:
         w.buf += c.repair
     elif c.repair:
         raise ValueError(f"format {c.version} has no index repair")
+    if c.version >= 5:
+        if c.gain is None:
+            w.u8(0)
+        else:
+            w.u8(1)
+            w.buf += struct.pack("<f", c.gain)
+    elif c.gain is not None:
+        raise ValueError(f"format {c.version} has no rate")
     body = bytes(w.buf) + b"".join(c.streams)
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -218,6 +234,15 @@ def read_container(data: bytes) -> Container:
     lengths = [r.varint(len(body)) for _ in range(r.varint(len(body)))]
     checks = r.take(r.varint(len(body))) if version >= 3 else b""
     repair = r.take(r.varint(len(body))) if version >= 4 else b""
+    gain = None
+    if version >= 5:
+        flag = r.u8()
+        if flag > 1:
+            raise ContainerError(f"malformed header: rate flag {flag}")
+        if flag:
+            (gain,) = struct.unpack("<f", r.take(4))
+            if not (gain > 0 and gain < float("inf")):
+                raise ContainerError(f"malformed header: rate gain {gain}")
     payload = body[r.pos:]
     if sum(lengths) != len(payload):
         raise ContainerError(f"header lists {sum(lengths)} payload bytes, file has {len(payload)}")
@@ -226,7 +251,7 @@ def read_container(data: bytes) -> Container:
         streams.append(payload[pos:pos + n])
         pos += n
     return Container(model, config_hash, CODERS[coder_id], image_size, shapes, streams, weights_hash, version,
-                     checks, repair)
+                     checks, repair, gain)
 
 
 def _describe_repair(data: bytes) -> str:

@@ -123,22 +123,25 @@ class EntropyBottleneck(nn.Module):
         return jnp.abs(logits - jnp.array([-target, 0.0, target], jnp.float32)).sum()
 
 
-def factorized_table(params: Mapping[str, Any], precision: int = 16) -> CodingTable:
+def factorized_table(params: Mapping[str, Any], precision: int = 16, step: float = 1.0) -> CodingTable:
     """Per-channel integer CDF tables from an EntropyBottleneck's parameters (numpy, float64).
 
     Support per channel: integers from ceil(median - q_low) below to ceil(q_high - median) above the median,
-    plus an escape symbol that carries the remaining tail mass.
+    plus an escape symbol that carries the remaining tail mass. ``step``: the quantization step of a variable-
+    rate latent (CompressAI's ``EntropyBottleneckVbr.update_variable``): symbol k stands for median + k step,
+    with the mass of the interval of width ``step`` around it.
     """
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
     n_layers = sum(1 for k in p if k.startswith("matrix"))
     q = p["quantiles"][:, 0, :]
     medians = q[:, 1]
-    minima = np.maximum(np.ceil(medians - q[:, 0]), 0).astype(np.int64)
-    maxima = np.maximum(np.ceil(q[:, 2] - medians), 0).astype(np.int64)
+    step = float(step)
+    minima = np.maximum(np.ceil((medians - q[:, 0]) / step), 0).astype(np.int64)
+    maxima = np.maximum(np.ceil((q[:, 2] - medians) / step), 0).astype(np.int64)
     pmf_length = minima + maxima + 1
     max_length = int(pmf_length.max())
-    samples = (np.arange(max_length)[None, :] + (medians - minima)[:, None])[:, None, :]
-    pmf, lower, upper = interval_probability(p, samples, n_layers, np)
+    samples = (np.arange(max_length)[None, :] * step + (medians - minima * step)[:, None])[:, None, :]
+    pmf, lower, upper = interval_probability(p, samples, n_layers, np, half=0.5 * step)
     pmf = pmf[:, 0, :]
     last = upper[np.arange(len(q)), 0, pmf_length - 1]  # each channel's own last sample, not the padded end
     tail = _sigmoid(lower[:, 0, 0], np) + _sigmoid(-last, np)

@@ -15,6 +15,7 @@ from jaxlic.entropy.gaussian import gaussian_table
 
 class HyperpriorModel(nn.Module):
     downsampling = 64       # g_a halves 4 times, h_a twice more: inputs are padded to this multiple
+    rated = False           # a variable-rate model codes at a rate given to the codec (``jaxlic.models.vbr``)
 
     @property
     def z_channels(self) -> int:
@@ -63,3 +64,10 @@ class LatentCodecModel(HyperpriorModel):
     def plan(self, shapes) -> P.Plan:
         # the tree exists once setup has run: bound without variables, which the plan's steps receive later
         return self.bind({}).latent_codec.plan(dict(shapes), lambda root: root.latent_codec)
+
+    def own_param(self, name: str, init, *args):
+        """``self.param`` for a parameter the model holds itself (not in a submodule), from ``setup``: None when
+        the model is bound without variables, as ``plan`` binds it (the plan's steps get them later)."""
+        if not self.is_initializing() and not self.variables.get("params"):
+            return None
+        return self.param(name, init, *args)

@@ -12,7 +12,11 @@ them, and that they agree with one another, for every registered model):
 - ``plan(shapes)``: the coding steps (``jaxlic.plan.Plan``), whose groups name their entropy models as objects
   (``StepGroup.entropy``); the codec runs it;
 - ``aux_loss()``: the factorized priors' quantile loss, trained beside the rate-distortion loss;
-- ``build_tables(variables)`` (static): the integer coding tables, keyed by the plan groups' ``table``.
+- ``build_tables(variables)`` (static): the integer coding tables, keyed by the plan groups' ``table``;
+- ``rated``: False, or True for a variable-rate model, which also has ``levels`` (its learned rates), takes
+  ``level=`` / ``gain=`` in ``__call__``, ``analysis(x, gain)`` (the latents scaled as its codec codes them),
+  starts its plan from the state ``{"gain": g}`` and builds the tables that follow the rate with
+  ``rate_tables(variables, gain)`` (``jaxlic.models.vbr``).
 
 The converters of official checkpoints know none of these: they map state-dict keys to the variables' names.
 """
@@ -27,6 +31,7 @@ from jaxlic.plan import Plan
 @runtime_checkable
 class CompressionModel(Protocol):
     downsampling: int
+    rated: bool
 
     def __call__(self, x, training: bool = False, rng: Any = None) -> dict: ...
 

@@ -368,9 +368,7 @@ class STFZigzag(LatentCodecModel):
         hyper_ch = K * cw
         ms, ls = int(support_slots(K, W, 0)[1].sum()), int(support_slots(K, W, 1)[1].sum())
         init, init_l = torch_conv_kernel_init(9 * (hyper_ch + W * cw)), torch_conv_kernel_init(9 * (hyper_ch + (W + 1) * cw))
-        # ``plan`` binds the model without variables (``LatentCodecModel.plan``): no values then, none needed
-        bare = not self.is_initializing() and not self.variables.get("params")
-        param = (lambda name, *_: None) if bare else self.param
+        param = self.own_param
         # every chunk's support kernels, chunk after chunk (min(k, W) slots each; the LRP's one more)
         self.cc_mean_support = param("cc_mean_support", init, (ms, 3, 3, cw, w0))
         self.cc_scale_support = param("cc_scale_support", init, (ms, 3, 3, cw, w0))

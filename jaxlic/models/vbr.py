@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from jaxlic import latent_codecs as lc
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
+from jaxlic.entropy.factorized import factorized_table
 from jaxlic.models.base import LatentCodecModel
 from jaxlic.models.hyperprior import (gdn_analysis, hyper_analysis, igdn_synthesis, mean_scale_hyper_synthesis,
                                       scale_hyper_synthesis)
@@ -52,6 +53,7 @@ class VariableRateHyperprior(LatentCodecModel):
     precision: Any = None
 
     levels = len(GAINS)
+    rated = True   # the codec takes a rate (``Codec.encode(..., gain=)``) and writes it into the file
 
     def setup(self):
         N, M, p = self.N, self.M, self.precision
@@ -62,7 +64,7 @@ class VariableRateHyperprior(LatentCodecModel):
             self.h_a, self.h_s = hyper_analysis(N, p, nn.relu), scale_hyper_synthesis(N, M, p)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional()
-        self.Gain = self.param("Gain", lambda key: jnp.asarray(GAINS, jnp.float32))
+        self.Gain = self.own_param("Gain", lambda key: jnp.asarray(GAINS, jnp.float32))
         self.QuantABCD = _mlp((12, 12, 1), p)
         if self.vr_entbttlnck:
             self.gayn2zqstep = _mlp((10, 10, 1), p, nn.softplus)
@@ -81,6 +83,22 @@ class VariableRateHyperprior(LatentCodecModel):
             return jnp.asarray(gain, jnp.float32)
         # detached, as CompressAI's ``_get_scale``: the rate loss would otherwise pull every gain down
         return jax.lax.stop_gradient(self.Gain[max(0, min(1 if level is None else int(level), self.levels - 1))])
+
+    def analysis(self, x, gain=None):
+        """The latents as the codec codes them at rate ``gain`` (default: level 1): y g and, with the
+        variable-step z, (z - median) / step."""
+        g = self.gain(None, gain)
+        return self.latent_codec.scaled_latents(self.g_a(x), g)
+
+    def z_step(self, gain):
+        return self.latent_codec.z.step(self.gain(None, gain))
+
+    def rate_tables(self, variables, gain) -> dict:
+        """The coding tables that depend on the rate: z's at its step for ``gain`` (none with a fixed step)."""
+        if not self.vr_entbttlnck:
+            return {}
+        step = float(self.apply(variables, gain, method="z_step"))
+        return {"entropy_bottleneck": factorized_table(variables["params"]["entropy_bottleneck"], step=step)}
 
     def __call__(self, x, training: bool = False, rng=None, level: int | None = None, gain=None):
         """The forward at one rate (``gain`` / ``level``, see ``gain``); also returns the gain used."""
