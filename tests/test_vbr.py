@@ -215,3 +215,33 @@ def test_front_door_takes_a_rate(tmp_path):
         assert abs(len(files[k]) - est) <= 0.05 * est + 80, (k, len(files[k]), est)
     with pytest.raises(UserError, match="codes at one rate"):
         jaxlic.init("mbt2018-mean", N=8, M=12).with_rate(level=2)
+
+
+@pytest.mark.slow
+def test_training_draws_a_level_per_batch_and_exports_one_model(tmp_path):
+    """``configs/compressai.py:model=mbt2018-mean-vbr,tiny``: each step trains at a random learned level with
+    that level's lambda (CompressAI's eight MSE points; the level is logged), the run exports one model, which
+    codes at two levels; without ``rate_lambdas`` the trainer refuses the model by name."""
+    import pathlib
+    from PIL import Image
+    import jaxlic
+    from jaxlic.training.config import load_config
+    from jaxlic.training.trainer import Trainer
+    root = pathlib.Path(__file__).resolve().parents[1]
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    c = load_config(str(root / "configs" / "compressai.py") + ":model=mbt2018-mean-vbr,tiny")
+    assert c.rate_lambdas == (0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18)
+    c.data.paths, c.total_steps = (str(tmp_path),), 4
+    history = Trainer(c, str(tmp_path / "w")).run(progress=False)
+    levels = [int(h["level"]) for h in history]
+    assert len(set(levels)) > 1 and all(0 <= v < 8 for v in levels), levels
+    codec = jaxlic.load(str(tmp_path / "w" / "model.npz"))
+    img = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    for level in (0, 7):
+        data = codec.with_rate(level=level).compress(img)
+        assert codec.decompress(data).shape == img.shape
+    del c.rate_lambdas
+    with pytest.raises(UserError, match="rate_lambdas"):
+        Trainer(c, str(tmp_path / "x"))

@@ -21,6 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxlic import latent_codecs as lc
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
@@ -53,6 +54,7 @@ class VariableRateHyperprior(LatentCodecModel):
     precision: Any = None
 
     levels = len(GAINS)
+    default_level = 1  # CompressAI's ``s=1``
     rated = True   # the codec takes a rate (``Codec.encode(..., gain=)``) and writes it into the file
 
     def setup(self):
@@ -81,8 +83,13 @@ class VariableRateHyperprior(LatentCodecModel):
         clipped as CompressAI clips it; default 1, CompressAI's ``s=1``)."""
         if gain is not None:
             return jnp.asarray(gain, jnp.float32)
+        if level is None:
+            level = self.default_level
+        # a traced level (a random one per training batch) is clipped in the graph
+        k = max(0, min(int(level), self.levels - 1)) if isinstance(level, (int, np.integer)) else \
+            jnp.clip(level, 0, self.levels - 1)
         # detached, as CompressAI's ``_get_scale``: the rate loss would otherwise pull every gain down
-        return jax.lax.stop_gradient(self.Gain[max(0, min(1 if level is None else int(level), self.levels - 1))])
+        return jax.lax.stop_gradient(self.Gain[k])
 
     def analysis(self, x, gain=None):
         """The latents as the codec codes them at rate ``gain`` (default: level 1): y g and, with the

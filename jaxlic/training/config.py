@@ -141,14 +141,23 @@ def zoo_config(arg, shared: str) -> ml_collections.ConfigDict:
     ``quality=Q`` picks CompressAI's size and lambda for that quality (``loss=ms-ssim`` its MS-SSIM lambda),
     ``lmbda=`` overrides the lambda; ``runlocal`` and ``tiny`` as in every config. CompressAI's recipe: 256^2
     crops, batch 16, Adam 1e-4, aux 1e-3, clipping 1.0."""
-    from jaxlic.zoo import TINY, lmbda, published_config
+    from jaxlic.zoo import MSE_LAMBDAS, TINY, VARIABLE_RATE, lmbda, published_config
     a = parse_arg(arg, model="mbt2018-mean", quality=3, loss="mse", lmbda=0.0, runlocal=False, tiny=False,
                   steps=0)
     if a.model not in TINY:
         raise UserError(f"model={a.model}: not one of CompressAI's zoo models {sorted(TINY)}")
-    c = base_config(a.model, published_config(a.model, a.quality), shared)
+    if a.model in VARIABLE_RATE:
+        # one model for every rate: each batch at a random level, with that level's lambda (CompressAI's eight
+        # MSE training points; ``quality`` and ``lmbda`` do not apply)
+        if a.loss != "mse":
+            raise UserError(f"model={a.model}: CompressAI trains its variable-rate models for MSE only")
+        c = base_config(a.model, dict(VARIABLE_RATE[a.model]), shared)
+        c.rate_lambdas = tuple(MSE_LAMBDAS[q] for q in sorted(MSE_LAMBDAS))
+        c.lmbda = c.rate_lambdas[1]  # the default level's, which validation reports
+    else:
+        c = base_config(a.model, published_config(a.model, a.quality), shared)
+        c.lmbda = a.lmbda or lmbda(a.quality, a.loss)
     c.loss = a.loss
-    c.lmbda = a.lmbda or lmbda(a.quality, a.loss)
     c.batch_size = 16
     if a.runlocal:
         c.data.crop = 128

@@ -86,8 +86,8 @@ def _compiled(cache, model, lmbda, loss, optim, crop, mesh, sharding, compute, t
     process (a resume, a sweep, a notebook) does not compile them again."""
     min_size, rules = int(sharding.get("min_size", MIN_SIZE)), tuple(
         (str(p), tuple(s) if s is not None else ()) for p, s in sharding.get("rules", ()))
-    key = (model, float(lmbda), loss, json.dumps(optim.to_dict(), sort_keys=True, default=str), int(crop),
-           mesh, min_size, rules, tuple(sorted(compute.items())))
+    key = (model, tuple(map(float, np.ravel(lmbda))), loss, json.dumps(optim.to_dict(), sort_keys=True, default=str),
+           int(crop), mesh, min_size, rules, tuple(sorted(compute.items())))
     return cache.get(key, lambda: _build(model, lmbda, loss, crop, mesh, min_size, rules, compute, tx, schedule))
 
 
@@ -97,16 +97,23 @@ def _build(model, lmbda, loss, crop, mesh, min_size, rules, compute, tx, schedul
     abstract, keep = init_shapes(model, jnp.zeros((1, crop, crop, 3), jnp.float32))
     keep = keep if dtype != jnp.float32 else frozenset()
 
+    rated = getattr(model, "rated", False)
+    lambdas = jnp.asarray(lmbda, jnp.float32) if rated else None
+
     def train_step(state: TrainState, batch):
         x = batch.astype(jnp.float32) / 255.0
         rng = jax.random.fold_in(state.rng, state.step)
+        rate, lam = {}, lmbda
+        if rated:  # a variable-rate model: a random level per batch, trained at that level's lambda
+            level = jax.random.randint(jax.random.fold_in(rng, 1), (), 0, lambdas.shape[0])
+            rate, lam = {"level": level}, lambdas[level]
 
         def loss_fn(params):
             variables = {"params": cast_params(params, dtype, keep), **state.constants}
             with computing(dtype, compute["remat"], compute["remat_blocks"], compute["remat_policy"]):
-                out = model.apply(variables, x, training=True, rng=rng)
+                out = model.apply(variables, x, training=True, rng=rng, **rate)
             out = {**out, "x_hat": out["x_hat"].astype(jnp.float32)}
-            total, metrics = rd_loss(x, out, lmbda, loss)
+            total, metrics = rd_loss(x, out, lam, loss)
             aux = model.apply(variables, method="aux_loss")
             return total + aux, {**metrics, "aux_loss": aux}
 
@@ -116,12 +123,14 @@ def _build(model, lmbda, loss, crop, mesh, min_size, rules, compute, tx, schedul
         main_grads = jax.tree_util.tree_map(lambda g, l: g if l == "main" else jnp.zeros_like(g),
                                             grads, _labels(grads))
         metrics = {**metrics, "grad_norm": optax.tree.norm(main_grads), "lr": schedule(state.step)}
+        if rated:
+            metrics["level"] = rate["level"]
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     def eval_step(variables, batch):
         x = batch.astype(jnp.float32) / 255.0
-        out = model.apply(variables, x)  # evaluation mode: rounding, as when coding
-        return rd_loss(x, out, lmbda, loss)[1]
+        out = model.apply(variables, x)  # evaluation: rounding, as when coding (a rated model: its default level)
+        return rd_loss(x, out, lambdas[model.default_level] if rated else lmbda, loss)[1]
 
     def init(rng):
         return model.init(rng, jnp.zeros((1, crop, crop, 3), jnp.float32))
@@ -194,9 +203,15 @@ class Trainer:
         self.local_batch = c.batch_size // jax.process_count()
         self.batch_sharding = batch_sharding(self.mesh)
         self.replicated = NamedSharding(self.mesh, P())
+        lmbda = c.lmbda
+        if getattr(self.model, "rated", False):  # one lambda per learned level (``configs/compressai.py``)
+            lmbda = tuple(c.get("rate_lambdas") or ())
+            if len(lmbda) != self.model.levels:
+                raise UserError(f"{c.model}: a variable-rate model trains with config.rate_lambdas, one lambda for "
+                                f"each of its {self.model.levels} levels (got {len(lmbda)})")
         self._step, self._eval, self._init, self._opt_init, self.shardings, self._abstract = _compiled(
-            STEPS if cache is None else cache, self.model, c.lmbda, c.loss, c.optim, c.data.crop, self.mesh, c.get("sharding") or {},
-            compute_options(c), self.tx, self.schedule)
+            STEPS if cache is None else cache, self.model, lmbda, c.loss, c.optim, c.data.crop, self.mesh,
+            c.get("sharding") or {}, compute_options(c), self.tx, self.schedule)
         self.evaluators = evaluators.build(c, self)  # checked now; their images are read when first run
 
     # --- state -------------------------------------------------------------------------------------
