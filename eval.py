@@ -2,6 +2,7 @@
 
     python eval.py --images DIR --out OUTDIR                  # the shipped models (an RD curve), Kodak by default
     python eval.py --checkpoint a.npz --checkpoint b.npz ...  # your own checkpoints (one curve)
+    python eval.py --checkpoint vbr.npz [--levels 0,3,7]      # a variable-rate model: a curve from its levels
 
 Writes OUTDIR/results.json (CompressAI format: per RD point, means over images of bpp from file sizes, estimated
 bpp from likelihoods, PSNR-RGB and MS-SSIM of the 8-bit reconstruction, encode/decode seconds), per_image.csv,
@@ -31,6 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--visuals", action="store_true", help="per image: the bit-allocation map, the reconstruction "
                    "beside the original and JPEG / WebP at the nearest rate, zoomed crops; OUT/visuals/index.html "
                    "shows them all with the RD plot")
+    p.add_argument("--levels", help="variable-rate models: the learned levels to code at, e.g. 0,3,7 (default: "
+                   "all of them: one model, a whole curve)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
 
@@ -49,7 +52,17 @@ def main(argv=None) -> int:
             raise UserError(f"--anchors: unknown {bad}; known: jpeg, webp")
         import jaxlic
         from jaxlic.evaluation.report import run
-        codecs = [(ck, jaxlic.load(ck, coder=args.coder)) for ck in checkpoints]
+        codecs = []
+        for ck in checkpoints:
+            codec = jaxlic.load(ck, coder=args.coder)
+            if not codec.engine.rated:
+                codecs.append((ck, codec))
+                continue
+            try:
+                levels = [int(v) for v in args.levels.split(",")] if args.levels else range(codec.module.levels)
+            except ValueError:
+                raise UserError(f"--levels {args.levels!r}: comma-separated integers, e.g. 0,3,7") from None
+            codecs += [(f"{ck}@level{v}", codec.with_rate(level=v)) for v in levels]
         print(run(codecs, args.images, args.out, args.coder, args.label, anchors, args.published,
                   progress=not args.quiet, visuals=args.visuals))
     return report("eval.py", evaluate)

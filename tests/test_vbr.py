@@ -245,3 +245,28 @@ def test_training_draws_a_level_per_batch_and_exports_one_model(tmp_path):
     del c.rate_lambdas
     with pytest.raises(UserError, match="rate_lambdas"):
         Trainer(c, str(tmp_path / "x"))
+
+
+def test_eval_draws_one_curve_from_the_levels_of_one_model(tmp_path):
+    """``eval.py --checkpoint vbr.npz --levels 0,7``: one RD curve of two points from one model file, the lower
+    level at fewer bits per pixel (real files); a malformed --levels is one line, exit status 2."""
+    import importlib.util
+    import json
+    import pathlib
+    from PIL import Image
+    import jaxlic
+    model, v = _small_model()
+    jaxlic.Codec("mbt2018-mean-vbr", v, {"N": 8, "M": 12}).save(str(tmp_path / "vbr.npz"))
+    rng = np.random.default_rng(1)
+    (tmp_path / "img").mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "img" / f"{i}.png")
+    spec = importlib.util.spec_from_file_location("eval_py", pathlib.Path(__file__).resolve().parents[1] / "eval.py")
+    eval_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eval_py)
+    args = ["--checkpoint", str(tmp_path / "vbr.npz"), "--images", str(tmp_path / "img"), "--out",
+            str(tmp_path / "out"), "--anchors", "", "--published", "no", "--quiet"]
+    assert eval_py.main(args + ["--levels", "0,7"]) == 0
+    bpp = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["bpp"]
+    assert len(bpp) == 2 and bpp[0] < bpp[1], bpp
+    assert eval_py.main(args + ["--levels", "0,x"]) == 2
