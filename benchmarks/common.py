@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import time
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -148,3 +149,13 @@ def timed(fn):
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
+
+
+def rss_mb():
+    """Peak RSS of this process's own memory. Not ``ru_maxrss``: Linux carries the high-water mark of the memory
+    image an exec replaced, so a child started by a parent holding the converted weights reported the parent's."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -259,14 +259,21 @@ def zoo() -> str:
         d = json.loads(path.read_text())
         c, r = d["compressai"], d["ratios"]
         y = d["decompress_split"]["y"]
-        label = f"`{d['model']}` q{d['quality']}"
-        rows.append((f"{label}, jaxlic", f"{d['compress_s']:.2f} s", f"{d['decompress_s']:.2f} s",
-                     f"{d['synthesis_s']:.2f} s", f"{d['context_s']:.2f} s",
-                     f"{y['steps']} steps x {1000 * y['network_s'] / y['steps']:.1f} + {1000 * y['coder_s'] / y['steps']:.1f} ms"))
-        rows.append((f"{label}, CompressAI", f"{c['compress_s']:.2f} s", f"{c['decompress_s']:.2f} s",
-                     f"{c['synthesis_s']:.2f} s", f"{c['context_s']:.2f} s", "one position at a time"))
-        rows.append(("ratio", f"{r['compress_s']:.1f}x", f"{r['decompress_s']:.1f}x", "", f"{r['context_s']:.1f}x", ""))
-    return _table(("", "compress", "decompress", "g_s", "context", "y steps (decoder): network + coder"), rows)
+        label = f"`{d['model']}` q{d['quality']}" + (f" (level {d['rate']['level']})" if "rate" in d else "")
+        # forward and peak RSS: measured since the variable-rate models (older files have neither)
+        fwd = lambda x: f"{x['forward_s']:.2f} s" if "forward_s" in x else "-"
+        mem = lambda x: f"{x['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in x else "-"
+        steps = f"{y['steps']} step" + ("s" if y["steps"] > 1 else "")
+        rows.append((f"{label}, jaxlic", fwd(d), f"{d['compress_s']:.2f} s", f"{d['decompress_s']:.2f} s",
+                     f"{d['synthesis_s']:.2f} s", f"{d['context_s']:.2f} s", mem(d),
+                     f"{steps} x {1000 * y['network_s'] / y['steps']:.1f} + {1000 * y['coder_s'] / y['steps']:.1f} ms"))
+        rows.append((f"{label}, CompressAI", fwd(c), f"{c['compress_s']:.2f} s", f"{c['decompress_s']:.2f} s",
+                     f"{c['synthesis_s']:.2f} s", f"{c['context_s']:.2f} s", mem(c),
+                     "one position at a time" if y["steps"] > 1 else "all at once"))
+        rows.append(("ratio", f"{r['forward_s']:.1f}x" if "forward_s" in r else "", f"{r['compress_s']:.1f}x",
+                     f"{r['decompress_s']:.1f}x", "", f"{r['context_s']:.1f}x", "", ""))
+    return _table(("", "forward", "compress", "decompress", "g_s", "context", "peak RSS",
+                   "y steps (decoder): network + coder"), rows)
 
 
 def cwam() -> str:

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import pathlib
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,19 +33,9 @@ import tempfile
 
 import numpy as np
 
-from common import CompileClock, official_compressai, read_image, timed, write
+from common import CompileClock, official_compressai, read_image, rss_mb, timed, write
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _rss_mb():
-    """Peak RSS of this process's own memory. Not ``ru_maxrss``: Linux carries the high-water mark of the memory
-    image an exec replaced, so a child started by a parent holding the converted weights reported the parent's."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _serve(handlers):
@@ -75,7 +64,7 @@ def _official_child(official, image_path, threads, weights_out):
         net(x)
         print(json.dumps({"torch": torch.__version__, "threads": threads,
                           "parameters": sum(p.numel() for p in net.parameters())}), flush=True)
-        _serve({"forward": lambda: {"s": timed(lambda: net(x))[0], "peak_rss_mb": _rss_mb()}})
+        _serve({"forward": lambda: {"s": timed(lambda: net(x))[0], "peak_rss_mb": rss_mb()}})
 
 
 # --- jaxlic (child process) ---------------------------------------------------------------------------------------
@@ -108,14 +97,14 @@ def _jaxlic_child(model_path, image_path):
 
     with CompileClock() as clock:
         first = {"forward": forward()["s"]}
-        forward_rss = _rss_mb()  # the weights, the compiled forward and its run: the official forward's counterpart
+        forward_rss = rss_mb()  # the weights, the compiled forward and its run: the official forward's counterpart
         first.update(compress=compress()["s"], decompress=decompress()["s"])
     print(json.dumps({"first_call_s": first, "compile_s": clock.seconds, "functions_compiled": clock.compiled,
                       "forward_peak_rss_mb": forward_rss,
                       "parameters": sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(variables["params"])),
                       "jax": jax.__version__}), flush=True)
     _serve({"forward": forward, "compress": compress, "decompress": decompress, "split": split,
-            "rss": lambda: {"peak_rss_mb": _rss_mb()}})
+            "rss": lambda: {"peak_rss_mb": rss_mb()}})
 
 
 def _jaxlic_model(path, weights):
