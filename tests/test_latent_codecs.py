@@ -77,14 +77,14 @@ def _build(part):
     return get_spec(name).build(**config, precision=Precision.HIGHEST)
 
 
-def run_plan(model, variables, latents):
+def run_plan(model, variables, latents, init=None):
     """The plan's steps without a coder: per latent, the decoded values and each element's means and scales
-    (or table indexes) as the steps predicted them."""
+    (or table indexes) as the steps predicted them. ``init``: the state before the first step (a rate)."""
     plan = model.plan({k: v.shape for k, v in latents.items()})
     check_coverage(plan)
     out = {k: {key: np.zeros(v.shape, np.float32) for key in ("means", "params", "hat")}
            for k, v in latents.items()}
-    state = {}
+    state = dict(init or {})
     for g in plan.groups:
         # compiled where a group repeats (the wavefront); one-step groups run op by op (compiling each costs more)
         jit = jax.jit if g.count > 1 else (lambda f: f)
@@ -151,3 +151,26 @@ def _parts(model):
         for g in getattr(m, "groups", ()):
             yield from walk(g)
     return list(walk(model.bind({}).latent_codec))
+
+
+def test_rated_parts_code_what_their_forward_computes_at_any_gain():
+    """``VariableStepLatent`` and ``OffsetGaussianLatent`` (the variable-rate models), at two gains, on random
+    latents at batch 2: the steps, started from the rate, code z on the rate's grid (z_hat exactly the
+    forward's), predict y's means and scales times the gain, and reconstruct the forward's y_hat, offsets
+    included."""
+    model = get_spec("mbt2018-mean-vbr").build(N=8, M=12, precision=Precision.HIGHEST)
+    assert {"VariableStepLatent", "OffsetGaussianLatent"} <= {type(m).__name__ for m in _parts(model)}
+    y = jnp.asarray(np.random.default_rng(1).normal(0, 3, model.latent_shapes(2, 128, 192)["y"]), jnp.float32)
+    variables = model.init(jax.random.key(0), y, 0.5, method=lambda m, y, g: m.latent_codec(y, gain=g))
+    ap = lambda fn, *a: model.apply(variables, *a, method=fn)
+    for g in (np.float32(0.3), np.float32(2.0)):
+        latents = ap(lambda m, y, g: m.latent_codec.scaled_latents(y, g), y, g)
+        got = run_plan(model, variables, latents, {"gain": g})
+        fwd = ap(lambda m, y, g: m.latent_codec(y, gain=g), y, g)
+        step = ap(lambda m, g: m.latent_codec.z.step(g), g)
+        med = np.asarray(ap(lambda m: m.entropy_bottleneck.medians()))
+        np.testing.assert_array_equal(got["z"]["hat"] * np.asarray(step) + med, fwd["z_hat"])
+        np.testing.assert_allclose(got["y"]["params"], np.asarray(fwd["scales"]) * g, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got["y"]["means"], np.asarray(fwd["means"]) * g, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got["y"]["decoded"], fwd["y_hat"], rtol=1e-5, atol=1e-5)
+        assert np.abs(np.asarray(fwd["offsets"])).max() > 0  # the offsets are there to be dropped
