@@ -12,6 +12,7 @@ examples are written on these calls.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import zipfile
@@ -192,8 +193,7 @@ class Codec:
         """The same variable-rate codec at another rate (a learned ``level`` or a ``gain``), sharing what was
         compiled: one model, a whole rate-distortion curve."""
         self._engine.gain(level, gain)
-        other = object.__new__(Codec)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)
         other.level, other.gain = level, gain
         return other
 
@@ -202,8 +202,7 @@ class Codec:
 
     def with_weights(self, variables, tables: Mapping[str, CodingTable] | None = None) -> "Codec":
         """The same model and configuration with other weights, reusing what was compiled."""
-        other = object.__new__(Codec)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)
         if tables is None:
             tables = self.module.build_tables(jax.device_get(variables))
         other._engine = self._engine.with_weights(variables, tables)

@@ -130,7 +130,7 @@ class Codec:
         spacings = [self.model.apply(variables, method=lambda m, g=g: g.entropy(m).boundary_spacing())
                     for g in self._families]
         self._spacing = min([float(s) for s in spacings] + [np.inf])
-        self._rate_tables: dict[float, dict] = {}
+        self._rate_tables = CompileCache(maxsize=8)  # per gain: the tables that follow the rate
 
     def gain(self, level: int | None = None, gain: float | None = None) -> float | None:
         """A variable-rate model's gain (1 / y's quantization step) for ``level`` (0 .. levels - 1, the learned
@@ -157,11 +157,8 @@ class Codec:
         kept)."""
         if gain is None:
             return self.tables
-        if gain not in self._rate_tables:
-            if len(self._rate_tables) >= 8:
-                self._rate_tables.pop(next(iter(self._rate_tables)))
-            self._rate_tables[gain] = {**self.tables, **self.model.rate_tables(self.variables, np.float32(gain))}
-        return self._rate_tables[gain]
+        return self._rate_tables.get(gain, lambda: {**self.tables,
+                                                    **self.model.rate_tables(self.variables, np.float32(gain))})
 
     def with_weights(self, variables, tables: Mapping[str, CodingTable]) -> "Codec":
         """The same model and configuration with other weights (another checkpoint of a training run): shares

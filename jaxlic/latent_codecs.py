@@ -85,7 +85,7 @@ class GaussianLatent(nn.Module):
     keys = 1
 
     def params(self, side):
-        return tuple(jnp.split(side, 2, axis=-1)) if self.means else (side, None)
+        return _scales_means(side, self.means)
 
     def __call__(self, y, side, training: bool = False, rng=None):
         scales, means = self.params(side)
@@ -575,7 +575,7 @@ class OffsetGaussianLatent(nn.Module):
     rated = True
 
     def params(self, side):
-        return tuple(jnp.split(side, 2, axis=-1)) if self.means else (side, None)
+        return _scales_means(side, self.means)
 
     def offset(self, scales, gain):
         stdev = lower_bound(scales * gain, self.gaussian_conditional.scale_bound)
@@ -698,6 +698,12 @@ class FactorizedLatentCodec(nn.Module):
 def str_keys(modules: dict) -> dict:
     """A model's dict of networks keyed by int, as a part's field: Flax (0.10) takes only string keys there."""
     return {str(k): v for k, v in modules.items()}
+
+
+def _scales_means(side, means: bool):
+    """(scales, means) from the side information: split in two along the channels, scales first (CompressAI's
+    ``chunk(2, 1)``), or all of it the scales (means None)."""
+    return tuple(jnp.split(side, 2, axis=-1)) if means else (side, None)
 
 
 def _rate(part, gain) -> dict:
