@@ -626,12 +626,15 @@ class OffsetGaussianLatent(nn.Module):
 
 
 class Branches(nn.Module):
-    """Several networks on one input (e.g. separate mean and scale hyper syntheses): a tuple of their outputs."""
+    """Several networks on one input (e.g. separate mean and scale hyper syntheses): a tuple of their outputs,
+    or (``concat``) one array of them side by side on the channels."""
 
     modules: Sequence[nn.Module]
+    concat: bool = False
 
     def __call__(self, x):
-        return tuple(m(x) for m in self.modules)
+        out = tuple(m(x) for m in self.modules)
+        return jnp.concatenate(out, -1) if self.concat else out
 
 
 class Hyperprior(nn.Module):

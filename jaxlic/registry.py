@@ -13,8 +13,9 @@ from jaxlic.convert import cwam as _cwam_keys
 from jaxlic.convert import mlicpp as _mlicpp_keys
 from jaxlic.convert.common import convert_state_dict, strip_prefixes
 from jaxlic.convert import stf as _stf_keys
+from jaxlic.convert import tcm as _tcm_keys
 from jaxlic.errors import UserError
-from jaxlic.models import cheng2020, cwam, elic, hyperprior, mlicpp, stf, vbr
+from jaxlic.models import cheng2020, cwam, elic, hyperprior, mlicpp, stf, tcm, vbr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +52,14 @@ def _elic(chandelier: bool):
     return build
 
 
-_STF_DEFAULTS = {f.name: f.default for f in dataclasses.fields(stf.STFZigzag)
-                 if f.name not in ("parent", "name", "precision")}
+def _fields(cls) -> dict:
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.name not in ("parent", "name", "precision")}
 
 
-def _stf(precision=None, **c):
+def _tuples(cls):
     """Config values may come as lists (ml_collections, JSON): the module's tuple fields take tuples."""
-    return stf.STFZigzag(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()}, precision=precision)
+    return lambda precision=None, **c: cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()},
+                                          precision=precision)
 
 
 def _zoo(name, build, defaults, description):
@@ -101,10 +103,14 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
         "CWAM, Mudgal & Liu 2024 (official prmudgal/CWAM_IC_ISVC layout; Cheng2020's entropy model, wavefront codec)",
         _cwam_keys.cwam_config, _cwam_keys.UNUSED),
     ModelSpec(
-        "stf-zigzag", _stf, _STF_DEFAULTS, _stf_keys.stf_key, _stf_keys.BUFFERS,
+        "stf-zigzag", _tuples(stf.STFZigzag), _fields(stf.STFZigzag), _stf_keys.stf_key, _stf_keys.BUFFERS,
         "Transformer LIC, Shen & Liu 2023 (official stm233/image-compression-with-swin-transformer layout: Swin "
         "transforms, 24 spatial-channel chunks with a sliding window; real codec, one step per chunk)",
         _stf_keys.stf_config, _stf_keys.UNUSED, _stf_keys.prepare),
+    ModelSpec(
+        "tcm", _tuples(tcm.TCM), _fields(tcm.TCM), _tcm_keys.tcm_key, _tcm_keys.BUFFERS,
+        "TCM, Liu et al. 2023 (official jmliu206/LIC_TCM layout: Transformer-CNN mixture blocks, channel slices "
+        "with Swin attention; real codec, one step per slice)", _tcm_keys.tcm_config),
 ]}
 
 

@@ -34,6 +34,18 @@ def assert_differ_only_near(name, got, ref, near) -> int:
     return int(diff.sum())
 
 
+def near_rounding(v, tol=1e-4):
+    """Values within ``tol`` of a rounding boundary (x.5): their rounded symbol is float round-off's to decide."""
+    return np.abs(np.abs(v - np.floor(v)) - 0.5) < tol
+
+
+def near_table(scales, table, tol=1e-5):
+    """Scales within ``tol`` (relative) of a threshold of the index (the lower bound is the first); scales clamped
+    from well below the bound are decided."""
+    s = np.asarray(scales, np.float64)
+    return (np.abs(s[..., None] - table[None, :-1]) <= tol * table[None, :-1]).any(-1)
+
+
 def assert_8bit_matches(decoded: np.ndarray, reference, margin: float = 1e-2) -> int:
     """``decoded`` (uint8) is ``reference`` (floats in [0, 1], an independent reconstruction) clipped and rounded
     to 8 bits, except where the reference lies within ``margin`` of a rounding step; returns how many differ."""
@@ -109,11 +121,11 @@ def assert_bits_match_streams(codec, latents: dict, container, rel: float = 0.01
 
 def tiny_config(name: str) -> dict:
     """A registered model's configuration at a tiny size (structure and coding tests)."""
-    if name == "stf-zigzag":
+    if name in ("stf-zigzag", "tcm"):
         import pathlib
         from jaxlic.training.config import load_config
-        return dict(load_config(str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "stf.py") + ":tiny")
-                    .model_config)
+        path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name.split('-')[0]}.py"
+        return dict(load_config(f"{path}:tiny").model_config)
     return {"mlicpp": {"N": 8, "M": 64, "slice_num": 2}, "cwam": {"N": 8},
             "elic2022-official": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)},
             "elic2022-chandelier": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)}}.get(name, {"N": 8} if "cheng" in name

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import coder_params, fixture_dir, fixture_file, nhwc, rel_err
-from helpers import RoundTrip, assert_8bit_matches, converted, fixture_images, latent_err, raster_reference
+from helpers import (RoundTrip, assert_8bit_matches, converted, fixture_images, latent_err, near_rounding, near_table,
+                     raster_reference)
 from jaxlic.codec import Codec
 from jaxlic.registry import detect_model, get_spec
 
@@ -81,17 +82,6 @@ def test_modules_match_official(fixture):
     assert max(errors.values()) <= TOL, errors
 
 
-def _near_rounding(v, tol=1e-4):
-    return np.abs(np.abs(v - np.floor(v)) - 0.5) < tol
-
-
-def _near_table(scales, table, tol=1e-5):
-    """Scales within ``tol`` (relative) of a threshold of the index (the lower bound is the first); scales clamped
-    from well below the bound are decided."""
-    s = np.asarray(scales, np.float64)
-    return (np.abs(s[..., None] - table[None, :-1]) <= tol * table[None, :-1]).any(-1)
-
-
 @pytest.mark.parity
 @pytest.mark.parametrize("fixture", FIXTURES)
 def test_codec_matches_official(fixture):
@@ -108,8 +98,8 @@ def test_codec_matches_official(fixture):
         np.testing.assert_array_equal(enc["z_symbols"][0].transpose(2, 0, 1).reshape(-1), out["codec_z_symbols"][b])
         # y per position in the official order (raster, channel fastest)
         y_off = nhwc(out["y"])[b] - nhwc(out["codec_enc_means_hat"])[b]
-        free_sym = _near_rounding(y_off).reshape(-1)
-        free_idx = _near_table(nhwc(out["codec_enc_scales_hat"])[b], table).reshape(-1)
+        free_sym = near_rounding(y_off).reshape(-1)
+        free_idx = near_table(nhwc(out["codec_enc_scales_hat"])[b], table).reshape(-1)
         sym_diff = enc["y_symbols"][0].reshape(-1) != out["codec_y_symbols"][b]
         idx_diff = enc["y_indexes"][0].reshape(-1) != out["codec_y_indexes"][b]
         print(f"{fixture}[{b}]: y symbols differ at {int(sym_diff.sum())} of {sym_diff.size} positions "

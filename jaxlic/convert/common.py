@@ -96,6 +96,8 @@ LAYOUTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "conv": lambda w: w.transpose(2, 3, 1, 0),    # (O, I, kH, kW) -> (kH, kW, I, O)
     "deconv": lambda w: w.transpose(2, 3, 0, 1),  # ConvTranspose2d (I, O, kH, kW) -> (kH, kW, I, O)
     "linear": lambda w: w.T,
+    # TCM's relative-position table (heads, 2w - 1, 2w - 1) -> Swin's ((2w - 1)^2, heads)
+    "relative_bias": lambda w: w.reshape(w.shape[0], -1).T,
 }
 
 

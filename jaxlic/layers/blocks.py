@@ -2,7 +2,7 @@
 (``modules/layers/res_blk.py``, the same blocks with GELU: the default here)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -99,7 +99,12 @@ class AttentionBlock(nn.Module):
         self.conv_b = nn.Sequential([*(ResidualUnit(c, p) for _ in range(3)), Conv(c, 1, padding=0, precision=p)])
 
     def __call__(self, x):
-        return self.conv_a(x) * jax.nn.sigmoid(self.conv_b(x)) + x
+        return self.gated(x, x)
+
+    def gated(self, x, context):
+        """x + conv_a(x) * sigmoid(conv_b(context)): the block with its gate computed from another input (TCM's
+        Swin-attention gates with the Swin block's output)."""
+        return self.conv_a(x) * jax.nn.sigmoid(self.conv_b(context)) + x
 
 
 class ResidualBottleneckBlock(nn.Module):
@@ -117,3 +122,25 @@ class ResidualBottleneckBlock(nn.Module):
         if x.shape[-1] != self.features:
             x = Conv(self.features, 1, padding=0, precision=p, name="skip")(x)
         return out + x
+
+
+class ConvStack(nn.Module):
+    """3x3 convolutions with exact GELU between, named as the official ``nn.Sequential`` (``layers_{2i}``);
+    stride 2 downsamples, -2 upsamples by a sub-pixel convolution (``subpel_conv3x3``). Shen & Liu's hyper
+    transforms and context stacks, TCM's context stacks."""
+
+    features: Sequence[int]
+    strides: Sequence[int] = ()
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        for i, f in enumerate(self.features):
+            s = self.strides[i] if self.strides else 1
+            if i:
+                x = gelu(x)
+            if s < 0:
+                x = SubpelConv(f, -s, precision=self.precision, name=f"layers_{2 * i}")(x)
+            else:
+                x = Conv(f, 3, s, precision=self.precision, name=f"layers_{2 * i}")(x)
+        return x

@@ -75,11 +75,11 @@ def region_labels(h: int, w: int, ws: int, shift: int) -> np.ndarray:
     return labels
 
 
-def shift_mask(h: int, w: int, ws: int, shift: int) -> np.ndarray:
-    """Swin's additive mask (windows, query, key) of a shifted (h, w) grid: -100 between tokens from different
-    regions. Static per shape: numpy."""
+def shift_mask(h: int, w: int, ws: int, shift: int, fill: float = -100.0) -> np.ndarray:
+    """Swin's additive mask (windows, query, key) of a shifted (h, w) grid: ``fill`` between tokens from
+    different regions (Swin's -100; TCM's WMSA masks with -inf). Static per shape: numpy."""
     q = window_partition(region_labels(h, w, ws, shift)[None, :, :, None], ws)[..., 0]
-    return np.where(q[:, None, :] != q[:, :, None], -100.0, 0.0).astype(np.float32)
+    return np.where(q[:, None, :] != q[:, :, None], fill, 0.0).astype(np.float32)
 
 
 def drop_path(x, rate: float, rng):
@@ -128,6 +128,7 @@ class SwinBlock(nn.Module):
     mlp_ratio: float = 4.0
     drop_path: float = 0.0
     precision: Any = None
+    mask_fill: float = -100.0
 
     @nn.compact
     def __call__(self, x, rng=None):
@@ -138,7 +139,7 @@ class SwinBlock(nn.Module):
         t = jnp.pad(t, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
         if s:
             t = jnp.roll(t, (-s, -s), axis=(1, 2))
-        mask = jnp.asarray(shift_mask(hp, wp, ws, s)) if s else None
+        mask = jnp.asarray(shift_mask(hp, wp, ws, s, self.mask_fill)) if s else None
         t = WindowAttention(self.heads, ws, p, name="attn")(window_partition(t, ws), mask)
         t = window_reverse(t, ws, b, hp, wp)
         if s:

@@ -25,7 +25,8 @@ import numpy as np
 
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
 from jaxlic.entropy.quantization import ste_round
-from jaxlic.layers.conv import Conv, SubpelConv, pixel_shuffle
+from jaxlic.layers.blocks import ConvStack
+from jaxlic.layers.conv import Conv, pixel_shuffle
 from jaxlic.layers.init import torch_conv_kernel_init
 from jaxlic.layers.swin import PatchEmbed, SwinStage, gelu
 from jaxlic.latent_codecs import (Branches, ChunkScanLatent, EntropyBottleneckLatent, Hyperprior, chunks_of)
@@ -54,27 +55,6 @@ def support_slots(K: int, W: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
     min(k, W) decoded chunks (+ ``extra``: the LRP also sees its own rounded chunk)."""
     counts = np.array([min(k, W) + extra for k in range(K)], np.int32)
     return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32), counts
-
-
-class ConvStack(nn.Module):
-    """3x3 convolutions with exact GELU between, named as the official ``nn.Sequential`` (``layers_{2i}``);
-    stride 2 downsamples, -2 upsamples by a sub-pixel convolution (``subpel_conv3x3``)."""
-
-    features: Sequence[int]
-    strides: Sequence[int] = ()
-    precision: Any = None
-
-    @nn.compact
-    def __call__(self, x):
-        for i, f in enumerate(self.features):
-            s = self.strides[i] if self.strides else 1
-            if i:
-                x = gelu(x)
-            if s < 0:
-                x = SubpelConv(f, -s, precision=self.precision, name=f"layers_{2 * i}")(x)
-            else:
-                x = Conv(f, 3, s, precision=self.precision, name=f"layers_{2 * i}")(x)
-        return x
 
 
 class ChunkConvStack(nn.Module):
