@@ -58,6 +58,10 @@ PAPERS = {  # not measured: what each model is (README's model table)
     "cwam": ("Mudgal & Liu 2024, cross window-based attention", "`prmudgal/CWAM_IC_ISVC`"),
     "stf-zigzag": ("Shen & Liu 2023, Swin transforms + zigzag chunk context", "`stm233/image-compression-with-swin-transformer`"),
     "mlicpp": ("Jiang & Wang 2023, MLIC++ (current and Old modules)", "`JiangWeibeta/MLIC`"),
+    "tcm": ("Liu et al. 2023, TCM: Transformer-CNN mixture blocks + Swin-attention channel slices",
+            "`jmliu206/LIC_TCM`"),
+    "hpcm": ("Li et al. 2025, HPCM (Base, Large): hierarchical progressive context, generalized Gaussian",
+             "`lyq133/LIC-HPCM`"),
 }
 
 

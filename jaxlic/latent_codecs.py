@@ -625,6 +625,105 @@ class OffsetGaussianLatent(nn.Module):
         return state["y"]
 
 
+def hwc_index(m: np.ndarray, src_shape) -> np.ndarray:
+    """Flat (C, H, W) indices into a source of ``src_shape`` (-1: a zero, kept) as flat (H, W, C) indices: index
+    maps written in the official channels-first terms, for channels-last tensors. The arrangement is kept."""
+    c_, h_, w_ = src_shape
+    ch, rest = np.divmod(m, h_ * w_)
+    i, j = np.divmod(rest, w_)
+    return np.where(m < 0, -1, (i * w_ + j) * c_ + ch).astype(np.int32)
+
+
+def take_map(x, m: np.ndarray):
+    """x (B, H, W, C) gathered by a static map of flat HWC indices (any shape; -1 gives 0): (B, *m.shape)."""
+    b = x.shape[0]
+    flat = jnp.concatenate([x.reshape(b, -1), jnp.zeros((b, 1), x.dtype)], 1)
+    idx = np.where(m < 0, flat.shape[1] - 1, m).reshape(-1)
+    return flat[:, idx].reshape((b,) + m.shape)
+
+
+def put_map(shape, m: np.ndarray, values):
+    """Zeros of ``shape`` (B, H, W, C) with ``values`` (B, n) written at the flat HWC indices ``m`` (n,)."""
+    b = shape[0]
+    return jnp.zeros((b, int(np.prod(shape[1:]))), values.dtype).at[:, m].set(values).reshape(shape)
+
+
+class ProgressiveLatent(nn.Module):
+    """y coded in a fixed sequence of steps, each a static set of its elements (HPCM's hierarchical progressive
+    context: 2 steps on y subsampled by 4, 3 at half resolution, 6 at full; any such schedule). Step k's
+    Gaussian-family parameters come from the model's networks on everything decoded before it; the symbols are
+    round(y - mean), the decoded values symbol + mean; the likelihood is taken once over the whole latent, of the
+    residuals (noisy in training, where the values passed on are rounded with straight-through gradients).
+
+    ``nets`` (the model's networks, no parameters of its own), at y's shape:
+
+        schedule(y_shape) -> [(level_shape, pack, positions)]   static, per step: the NHWC shape of the grid its
+            parameters live on, ``pack`` the flat indices into that grid of its symbols in coding order and
+            ``positions`` their flat indices into y (per batch element)
+        start(side) -> state
+        params(k, state) -> (scales, means, state)      on step k's grid
+        advance(k, state, y_hat_k) -> state              y_hat_k: step k's decoded values on its grid, zeros
+                                                          elsewhere; the state's "y" ends as the whole y_hat
+    """
+
+    entropy: nn.Module
+    nets: nn.Module
+    table: str = "ggm"
+    keys = 1
+
+    def run(self, y, side, training: bool = False):
+        """(y_hat, residuals, scales at y's elements, each step's (scales, means) on its grid)."""
+        b = y.shape[0]
+        flat = y.reshape(b, -1).astype(jnp.float32)  # rounding and the decoded values in float32 (bf16 training)
+        res = jnp.zeros_like(flat)
+        scales_y = jnp.zeros_like(flat)
+        state, trace = self.nets.start(side), []
+        for k, (grid, pack, pos) in enumerate(self.nets.schedule(y.shape)):
+            scales, means, state = self.nets.params(k, state)
+            trace.append((scales, means))
+            m_k = take_map(means, pack).astype(jnp.float32)
+            r_k = flat[:, pos] - m_k
+            q_k = ste_round(r_k) if training else jnp.round(r_k)
+            state = self.nets.advance(k, state, put_map(means.shape, pack, q_k + m_k))
+            res = res.at[:, pos].set(r_k)
+            scales_y = scales_y.at[:, pos].set(take_map(scales, pack).astype(jnp.float32))
+        return state["y"], res.reshape(y.shape), scales_y.reshape(y.shape), trace
+
+    def __call__(self, y, side, training: bool = False, rng=None):
+        y_hat, res, scales, _ = self.run(y, side, training)
+        r = res + jax.random.uniform(rng, res.shape, res.dtype, -0.5, 0.5) if training else jnp.round(res)
+        return {"y_hat": y_hat, "likelihood": self.entropy.likelihood(r, scales), "scales": scales,
+                "residuals": res}
+
+    def start(self, side):
+        return self.nets.start(side)
+
+    def steps(self, latent: str, shape, at: Locate) -> list[P.StepGroup]:
+        b, size = shape[0], int(np.prod(shape[1:]))
+        out = []
+        for k, (grid, pack, pos) in enumerate(self.nets.schedule(shape)):
+            positions = (np.arange(b, dtype=np.int32)[:, None] * size + pos[None]).reshape(-1)
+
+            def predict(m, v, state, t, k=k, pack=pack):
+                def fn(root, state):
+                    scales, means, state = at(root).nets.params(k, state)
+                    return take_map(means, pack).reshape(-1), take_map(scales, pack).reshape(-1), state
+                return m.apply(v, state, method=fn)
+
+            def update(m, v, state, t, values, k=k, pack=pack, grid=grid):
+                fn = lambda root, state, values: at(root).nets.advance(
+                    k, state, put_map((b,) + tuple(grid), pack, values.reshape(b, -1)))
+                return m.apply(v, state, values, method=fn)
+
+            out.append(P.StepGroup(f"{latent}{k}", self.table, latent, 1, lambda t, p=positions: p, predict, update,
+                                   lambda root: at(root).entropy))
+        return out
+
+    @staticmethod
+    def decoded(state):
+        return state["y"]
+
+
 class Branches(nn.Module):
     """Several networks on one input (e.g. separate mean and scale hyper syntheses): a tuple of their outputs,
     or (``concat``) one array of them side by side on the channels."""

@@ -10,12 +10,13 @@ from typing import Any, Callable, Mapping
 
 from jaxlic.convert import compressai as _cai
 from jaxlic.convert import cwam as _cwam_keys
+from jaxlic.convert import hpcm as _hpcm_keys
 from jaxlic.convert import mlicpp as _mlicpp_keys
 from jaxlic.convert.common import convert_state_dict, strip_prefixes
 from jaxlic.convert import stf as _stf_keys
 from jaxlic.convert import tcm as _tcm_keys
 from jaxlic.errors import UserError
-from jaxlic.models import cheng2020, cwam, elic, hyperprior, mlicpp, stf, tcm, vbr
+from jaxlic.models import cheng2020, cwam, elic, hpcm, hyperprior, mlicpp, stf, tcm, vbr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +112,10 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
         "tcm", _tuples(tcm.TCM), _fields(tcm.TCM), _tcm_keys.tcm_key, _tcm_keys.BUFFERS,
         "TCM, Liu et al. 2023 (official jmliu206/LIC_TCM layout: Transformer-CNN mixture blocks, channel slices "
         "with Swin attention; real codec, one step per slice)", _tcm_keys.tcm_config),
+    ModelSpec(
+        "hpcm", _tuples(hpcm.HPCM), _fields(hpcm.HPCM), _hpcm_keys.hpcm_key, _hpcm_keys.BUFFERS,
+        "HPCM, Li et al. 2025 (official lyq133/LIC-HPCM layout, Base and Large: hierarchical progressive context "
+        "over three scales, generalized Gaussian entropy model; real codec, 11 steps)", _hpcm_keys.hpcm_config),
 ]}
 
 

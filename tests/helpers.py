@@ -121,7 +121,7 @@ def assert_bits_match_streams(codec, latents: dict, container, rel: float = 0.01
 
 def tiny_config(name: str) -> dict:
     """A registered model's configuration at a tiny size (structure and coding tests)."""
-    if name in ("stf-zigzag", "tcm"):
+    if name in ("stf-zigzag", "tcm", "hpcm"):
         import pathlib
         from jaxlic.training.config import load_config
         path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name.split('-')[0]}.py"

@@ -195,7 +195,7 @@ def _model_with_spread_scales(name):
     from conftest import FIXTURES, nhwc
     from helpers import converted
     from jaxlic.registry import get_spec
-    fixture = name.replace("-", "_")
+    fixture = {"hpcm": "hpcm_base"}.get(name, name.replace("-", "_"))
     if (FIXTURES / fixture / "weights.npz").exists():
         _, config, model, v0, _, out = converted(fixture, precision=None)
         img = np.round(np.clip(nhwc(out["x"])[0], 0, 1) * 255).astype(np.uint8)

@@ -182,7 +182,7 @@ for job in json.loads(sys.argv[1]):
 
 @pytest.mark.slow
 def test_round_trips_decode_in_another_process(tmp_path):
-    """Every zoo model, CWAM, Shen & Liu's, TCM and a variable-rate model, both coders where installed: files
+    """Every zoo model, CWAM, Shen & Liu's, TCM, HPCM and a variable-rate model, both coders where installed: files
     written here decode in a fresh process (the model loaded from its file, traced anew; executables from the run's
     compilation cache, as the jaxlic command would take them; test_mlicpp_codec's cross-process test compiles its
     own) to the same symbols and the same image, bit for bit. (Decoding on a simulated platform: test_crossplatform, for every
@@ -194,7 +194,7 @@ def test_round_trips_decode_in_another_process(tmp_path):
     from jaxlic.export import save_model
     jobs, expected = [], {}
     rng = np.random.default_rng(11)
-    for fixture in ZOO + ["cwam", "stf_zigzag", "mbt2018_mean_vbr", "tcm"]:
+    for fixture in ZOO + ["cwam", "stf_zigzag", "mbt2018_mean_vbr", "tcm", "hpcm_base"]:
         # the codec test_round_trip_any_size uses where it runs in this worker; sizes up to 64x64 share its
         # compiled plan for 1x1 (and the coders share it here)
         name, config, model, variables, here = _codec(fixture)

@@ -1,13 +1,14 @@
-"""Residual and attention blocks of CompressAI (``compressai/layers/layers.py``, LeakyReLU) and MLIC++
-(``modules/layers/res_blk.py``, the same blocks with GELU: the default here)."""
+"""Residual and attention blocks of CompressAI (``compressai/layers/layers.py``, LeakyReLU), MLIC++
+(``modules/layers/res_blk.py``, the same blocks with GELU: the default here) and HPCM (``src/layers``)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from jaxlic.layers.conv import Conv, SubpelConv
+from jaxlic.layers.conv import Conv, DepthwiseConv, SubpelConv
 from jaxlic.layers.gdn import GDN
 
 
@@ -144,3 +145,48 @@ class ConvStack(nn.Module):
             else:
                 x = Conv(f, 3, s, precision=self.precision, name=f"layers_{2 * i}")(x)
         return x
+
+
+
+class PartialConv(nn.Module):
+    """HPCM's ``pconv3x3``: a 3x3 conv (``pconv``) on the first ``partial`` channels, the rest passed through."""
+
+    partial: int
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        n = self.partial
+        return jnp.concatenate([Conv(n, 3, precision=self.precision, name="pconv")(x[..., :n]), x[..., n:]], -1)
+
+
+class PConvRB(nn.Module):
+    """HPCM's partial-convolution residual block: x + conv1x1(act(conv1x1(pconv(x)))), pconv on the first
+    C / ``partial_ratio`` channels, the middle width C x ``mlp_ratio``, LeakyReLU. Submodules ``branch_k`` are the
+    official ``branch.k``."""
+
+    partial_ratio: int = 4
+    mlp_ratio: int = 4
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        c, p = x.shape[-1], self.precision
+        t = PartialConv(c // self.partial_ratio, p, name="branch_0")(x)
+        t = leaky_relu(Conv(c * self.mlp_ratio, 1, padding=0, precision=p, name="branch_1")(t))
+        return x + Conv(c, 1, padding=0, precision=p, name="branch_3")(t)
+
+
+class DWConvRB(nn.Module):
+    """HPCM's depthwise residual block: x + conv1x1(act(conv1x1(dwconv3x3(x)))), the middle width C x
+    ``mlp_ratio``, LeakyReLU (submodules ``branch_k``: the official ``branch.k``)."""
+
+    mlp_ratio: int = 2
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        c, p = x.shape[-1], self.precision
+        t = DepthwiseConv(3, precision=p, name="branch_0")(x)
+        t = leaky_relu(Conv(c * self.mlp_ratio, 1, padding=0, precision=p, name="branch_1")(t))
+        return x + Conv(c, 1, padding=0, precision=p, name="branch_3")(t)

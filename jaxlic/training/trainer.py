@@ -170,11 +170,16 @@ def compute_options(c: ml_collections.ConfigDict) -> dict:
 def make_optimizer(c: ml_collections.ConfigDict):
     o = c.optim
     factor = o.get("decay_factor", 0.1)  # configs written before the field existed decayed x0.1
+    # one factor for every decay, or one per decay (``decay_factors``: HPCM's 1e-4 -> 3e-5 -> 1e-5 -> 1e-6)
+    factors = list(o.get("decay_factors") or [factor] * len(o.decay_steps))
+    if len(factors) != len(o.decay_steps):
+        raise UserError(f"optim.decay_factors has {len(factors)} factors for {len(o.decay_steps)} decay_steps")
     schedule = optax.join_schedules(
         [optax.linear_schedule(0.0, o.lr, max(o.warmup_steps, 1)),
-         optax.piecewise_constant_schedule(o.lr, {int(s) - o.warmup_steps: factor for s in o.decay_steps})],
+         optax.piecewise_constant_schedule(o.lr, {int(s) - o.warmup_steps: f
+                                                  for s, f in zip(o.decay_steps, factors)})],
         [o.warmup_steps]) if o.warmup_steps else optax.piecewise_constant_schedule(
-        o.lr, {int(s): factor for s in o.decay_steps})
+        o.lr, {int(s): f for s, f in zip(o.decay_steps, factors)})
     main = optax.chain(optax.clip_by_global_norm(o.clip_norm), optax.adam(schedule)) if o.clip_norm else optax.adam(schedule)
     return optax.multi_transform({"main": main, "aux": optax.adam(o.aux_lr)}, _labels), schedule
 
