@@ -283,6 +283,21 @@ def zoo() -> str:
                    "y steps (decoder): network + coder"), rows)
 
 
+def versus_official() -> str:
+    """tcm_N*.json, hpcm_*.json (benchmarks/versus.py): the official initialisation converted, kodim01, medians."""
+    rows = []
+    for path in sorted(RESULTS.glob("tcm_N*.json")) + sorted(RESULTS.glob("hpcm_*.json")):
+        d = json.loads(path.read_text())
+        o, r = d["official"], d["ratios"]
+        label = f"TCM N={d['config']['N']}" if d["model"] == "tcm" else f"HPCM {d['variant']}"
+        for who, x in (("jaxlic", d), (f"official (torch {o['torch']})", o)):
+            rows.append((f"{label}, {who}", f"{x['forward_s']:.2f} s", f"{x['compress_s']:.2f} s",
+                         f"{x['decompress_s']:.2f} s", f"{x['bytes']:,}", f"{x['peak_rss_mb']:.0f} MB"))
+        rows.append(("ratio", f"{r['forward_s']:.2f}x", f"{r['compress_s']:.2f}x", f"{r['decompress_s']:.2f}x", "",
+                     ""))
+    return _table(("", "forward", "compress", "decompress", "bytes", "peak RSS"), rows)
+
+
 def cwam() -> str:
     """cwam_N*.json: random weights, kodim01, against the official code, medians."""
     rows = []
@@ -367,7 +382,7 @@ def wavefront_products() -> str:
 
 GENERATORS = {f.__name__: f for f in (models, kodak_shipped, first_run, parity, crossplatform, codec_overhead, tree_speed,
                                       precision, scale_params, scale_stf, scale_mlicpp, coders, layers, train_step,
-                                      cli, zoo, cwam, cwam_parts, stf_speed, stf_rate, mlicpp_speed, mlicpp_scaling,
+                                      cli, zoo, versus_official, cwam, cwam_parts, stf_speed, stf_rate, mlicpp_speed, mlicpp_scaling,
                                       wavefront_products)}
 
 

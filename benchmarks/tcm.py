@@ -10,25 +10,19 @@ it (``jaxlic.registry``), so both sides run the same weights on the same 8-bit i
 multiple of 256: neither side pads). Runs alternate (jaxlic, official, ...) after a warm-up of each; medians are
 reported, with each side's peak RSS.
 
-JSON fields (a contract for scripts): ``forward_s``, ``compress_s``, ``decompress_s`` (medians after warm-up),
-``compile_s`` (tracing, lowering and XLA compilation in the first compress and decompress), ``peak_rss_mb``,
-``bytes`` (jaxlic's file), and under ``official`` the same figures, its ``bytes``, and ``ratios`` (official /
-jaxlic seconds).
+JSON fields: ``benchmarks/versus.py``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
-import statistics
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
-from common import CompileClock, import_compressai, read_image, rss_mb, timed, write
+import versus
+from common import import_compressai, read_image, write
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -45,24 +39,8 @@ def _child(official, N, image_path, threads, weights_out):
     net.update(force=True)
     np.savez(weights_out, **{k: v.detach().cpu().numpy() for k, v in net.state_dict().items()})
     img = read_image(image_path)
-    x = torch.from_numpy(img.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
-    with torch.no_grad():
-        net(x)
-        enc = net.compress(x)
-        net.decompress(enc["strings"], enc["shape"])
-        nbytes = len(enc["strings"][0][0]) + len(enc["strings"][1][0])
-        print(json.dumps({"torch": torch.__version__, "bytes": nbytes}), flush=True)
-        for line in sys.stdin:
-            what = line.strip()
-            if what == "rss":
-                print(json.dumps({"peak_rss_mb": rss_mb()}), flush=True)
-            elif what == "forward":
-                print(json.dumps({"s": timed(lambda: net(x))[0]}), flush=True)
-            elif what == "compress":
-                t, enc = timed(lambda: net.compress(x))
-                print(json.dumps({"s": t}), flush=True)
-            else:
-                print(json.dumps({"s": timed(lambda: net.decompress(enc["strings"], enc["shape"]))[0]}), flush=True)
+    versus.serve(net, torch.from_numpy(img.transpose(2, 0, 1)[None].astype(np.float32) / 255.0),
+                 lambda enc: len(enc["strings"][0][0]) + len(enc["strings"][1][0]))
 
 
 def main(argv=None):
@@ -82,64 +60,14 @@ def main(argv=None):
     if args._child:
         return _child(args.official, args.N, args.image, args.threads, args._weights)
 
-    import jax
-    from jaxlic.codec import Codec
-    from jaxlic.export import convert_checkpoint
     image = read_image(args.image)
     if image.shape[0] % 128 or image.shape[1] % 128:
         raise SystemExit(f"{args.image}: the official TCM needs sizes that are multiples of 128, got "
                          f"{image.shape[1]}x{image.shape[0]}")
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = os.path.join(tmp, "tcm.npz")
-        child = subprocess.Popen([args.official_python, __file__, "--_child", "--N", str(args.N), "--official",
-                                  args.official, "--image", args.image, "--threads", str(args.threads), "--_weights",
-                                  weights], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = child.stdout.readline()
-        if not line:
-            raise SystemExit(f"the official TCM could not be run with {args.official_python} (see above)")
-        info = json.loads(line)
-        with np.load(weights) as f:
-            name, config, model, variables, tables = convert_checkpoint({k: f[k] for k in f.files})
-    codec = Codec(name, model, variables, tables, config)
-    with CompileClock() as clock:
-        first_c, data = timed(lambda: codec.compress(image, args.coder))
-        first_d, _ = timed(lambda: codec.decompress(data))
-    x = jax.numpy.asarray(image[None].astype(np.float32) / 255)
-    apply = jax.jit(model.apply)
-    forward = lambda: jax.block_until_ready(apply(variables, x))
-    forward()
-
-    def theirs(what):
-        child.stdin.write(what + "\n")
-        child.stdin.flush()
-        return json.loads(child.stdout.readline())
-
-    ours = {"forward": [], "compress": [], "decompress": []}
-    official = {"forward": [], "compress": [], "decompress": []}
-    for _ in range(args.repeats):  # alternating, so a change of load on the machine hits both
-        for what, fn in (("forward", forward), ("compress", lambda: codec.compress(image, args.coder)),
-                         ("decompress", lambda: codec.decompress(data))):
-            ours[what].append(timed(fn)[0])
-            official[what].append(theirs(what)["s"])
-    off_rss = theirs("rss")["peak_rss_mb"]
-    child.stdin.close()
-    child.wait()
-    med = statistics.median
-    res = {"model": "tcm", "config": config, "image": os.path.basename(args.image), "image_hw": list(image.shape[:2]),
-           "weights": "the official initialisation (torch.manual_seed(0)), converted", "coder": args.coder,
-           "bytes": len(data), "repeats": args.repeats, "jax": jax.__version__,
-           **{f"{k}_s": med(v) for k, v in ours.items()}, "runs": ours, "compile_s": clock.seconds,
-           "peak_rss_mb": rss_mb(),
-           "official": {**{f"{k}_s": med(v) for k, v in official.items()}, "runs": official, "bytes": info["bytes"],
-                        "peak_rss_mb": off_rss, "torch": info["torch"], "torch_threads": args.threads}}
-    res["ratios"] = {f"{k}_s": res["official"][f"{k}_s"] / res[f"{k}_s"] for k in ours}
-    print(f"TCM N={args.N}, {res['image']} {image.shape[1]}x{image.shape[0]}, official init, median of {args.repeats}")
-    print(f"  {'':9} {'forward':>8} {'compress':>9} {'decompress':>10} {'bytes':>7} {'peak RSS':>9}")
-    for label, r in (("jaxlic", res), ("official", res["official"])):
-        print(f"  {label:9} {r['forward_s']:8.3f} {r['compress_s']:9.3f} {r['decompress_s']:10.3f} {r['bytes']:7d} "
-              f"{r['peak_rss_mb']:7.0f}MB")
-    print("  official / jaxlic: " + ", ".join(f"{k[:-2]} {v:.2f}x" for k, v in res["ratios"].items())
-          + f"  (jaxlic compile {clock.seconds:.0f} s)")
+    child = [args.official_python, __file__, "--_child", "--N", str(args.N), "--official", args.official, "--image",
+             args.image, "--threads", str(args.threads)]
+    res = {**versus.run(child, image, f"TCM N={args.N}", args.repeats, args.coder, args.threads),
+           "image": os.path.basename(args.image)}
     write(res, args.json, f"tcm_N{args.N}.json")
 
 

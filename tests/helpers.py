@@ -172,3 +172,28 @@ class RoundTrip:
         print(f"{label}: decoded y_hat {y_err:.2e}, x_hat {x_err:.2e}; {len(self.data)} bytes")
         assert y_err <= tol and x_err <= tol, (y_err, x_err)
         assert_8bit_matches(self.codec.decompress(self.data), x_hat, margin)
+
+
+def assert_round_trips_and_batch(front, model, variables, sizes=((1, 1), (70, 45))):
+    """A front-door codec (``jaxlic.Codec``) on random images of ``sizes`` (not multiples of the model's) with each
+    installed coder: the decoder's symbols are the encoder's and the image the padded forward's in 8 bits; a batch
+    of two (``compress`` of (2, H, W, 3)) gives the files of its images coded one by one, which decode alike."""
+    from jaxlic.coding.coders import available_coders
+    codec = front._engine
+    rng = np.random.default_rng(3)
+    for size in sizes:
+        img = rng.integers(0, 256, size + (3,), dtype=np.uint8)
+        ref = np.asarray(padded_forward(model, variables, img)["x_hat"])[0, :size[0], :size[1]]
+        for coder in available_coders():
+            e = codec.encode(img, coder)
+            d = codec.decode(e.data)
+            for k in e.symbols:
+                np.testing.assert_array_equal(e.symbols[k], d.symbols[k], err_msg=f"{size} {coder} {k}")
+            assert_8bit_matches(d.image, ref, margin=2e-2)
+    h, w = sizes[-1]
+    batch = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    files = front.compress(batch)
+    assert files == [codec.encode(img).data for img in batch]
+    for img, got in zip(batch, front.decompress(files)):
+        assert_8bit_matches(got, np.asarray(padded_forward(model, variables, img)["x_hat"])[0, :h, :w], margin=2e-2)
+

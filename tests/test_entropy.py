@@ -182,3 +182,27 @@ def test_tables_cover_the_models():
     ft = factorized_table(v["params"])
     ft.validate()
     assert ft.num_tables == 4
+
+
+def test_generalized_gaussian_likelihood_derivative_and_tables_match_scipy():
+    """HPCM's GGM (beta 1.5): the likelihood is scipy's gennorm mass of [r - 1/2, r + 1/2] at max(scale, 0.12),
+    sums to one over the integers; its derivative (the official one, the density) is scipy's pdf, finite at 0
+    (autodiff of the incomplete gamma function is not); each coding table's CDF is the quantized gennorm pmf."""
+    from jaxlic.entropy.ggm import ggm_cdf, ggm_likelihood, ggm_scale_table, ggm_table
+    r = np.arange(-30, 31, dtype=np.float32)
+    for s in (0.05, 0.5, 3.0):
+        scale = max(s, 0.12)
+        ref = stats.gennorm.cdf((r + 0.5) / scale, 1.5) - stats.gennorm.cdf((r - 0.5) / scale, 1.5)
+        got = np.asarray(ggm_likelihood(jnp.asarray(r), jnp.full(r.shape, s, jnp.float32)))
+        np.testing.assert_allclose(got, np.maximum(ref, 1e-9), rtol=2e-5, atol=2e-7)
+        assert abs(got.sum() - 1) < 1e-5
+    v = jnp.asarray([0.0, 1e-6, -0.3, 1.7, -4.0], jnp.float32)
+    grad = np.asarray(jax.vmap(jax.grad(lambda t: ggm_cdf(t)))(v))
+    np.testing.assert_allclose(grad, stats.gennorm.pdf(np.asarray(v, np.float64), 1.5), rtol=1e-5)
+    table = ggm_table(ggm_scale_table()[[0, 30, 59]])
+    for i, s in enumerate(ggm_scale_table()[[0, 30, 59]].astype(np.float64)):
+        n = table.cdf_length[i]
+        k = np.arange(n - 1) + table.offset[i]
+        pmf = stats.gennorm.cdf((k + 0.5) / s, 1.5) - stats.gennorm.cdf((k - 0.5) / s, 1.5)
+        freq = np.diff(table.cdf[i, :n]) / 2 ** 16
+        assert np.abs(freq[:-1] - pmf).max() < 3e-4 and freq[-1] >= 1 / 2 ** 16, (s, np.abs(freq[:-1] - pmf).max())

@@ -1,7 +1,8 @@
 """HPCM against the official code (../shared/fixtures/hpcm_base, any fixture of that format: other sizes, batch 2,
 without intermediates.npz): the forward outputs, every coding step's scales and means, every recorded module, the
 real codec (each of the 11 steps' symbols and scale indexes in the official order, the decoded latent and image),
-published-size parameter counts and keys (Base and Large), round trips at any size with both coders, training.
+published-size parameter counts and keys (Base and Large), round trips at any size with both coders, the recipe. The
+GGM's likelihood, derivative and tables: tests/test_entropy.py.
 
 Floats: max |a - ref| <= 1e-5 max |ref|. Discrete decisions may differ only where the official value lies within
 float tolerance of a rounding or table boundary (counted, printed, allowed).
@@ -14,9 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import fixture_dir, fixture_file, nhwc, rel_err
-from helpers import (RoundTrip, assert_8bit_matches, assert_differ_only_near, converted, fixture_images, near_rounding,
-                     near_table, padded_forward)
-from jaxlic.coding.coders import available_coders
+from helpers import (RoundTrip, assert_differ_only_near, assert_round_trips_and_batch, converted, fixture_images,
+                     near_rounding, near_table)
 from jaxlic.errors import UserError
 from jaxlic.latent_codecs import take_map
 from jaxlic.models.hpcm import hpcm_maps
@@ -115,22 +115,7 @@ def test_codec_matches_official_and_round_trips(fixture):
                                 near_table(out["codec_y_scales"][b], table))
         rt.assert_decodes_to(nhwc(out["codec_dec_y_hat"])[b], nhwc(out["codec_x_hat"])[b], f"{fixture}[{b}] codec",
                              TOL)
-    rng = np.random.default_rng(3)
-    for size in ((1, 1), (70, 45)):
-        img = rng.integers(0, 256, size + (3,), dtype=np.uint8)
-        ref = np.asarray(padded_forward(model, variables, img)["x_hat"])[0, :size[0], :size[1]]
-        for coder in available_coders():
-            e = codec.encode(img, coder)
-            d = codec.decode(e.data)
-            for k in e.symbols:
-                np.testing.assert_array_equal(e.symbols[k], d.symbols[k], err_msg=f"{size} {coder} {k}")
-            assert_8bit_matches(d.image, ref, margin=2e-2)
-    batch = rng.integers(0, 256, (2, 70, 45, 3), dtype=np.uint8)
-    files = front.compress(batch)
-    assert files == [codec.encode(img).data for img in batch]
-    for img, got in zip(batch, front.decompress(files)):
-        ref = np.asarray(padded_forward(model, variables, img)["x_hat"])[0, :70, :45]
-        assert_8bit_matches(got, ref, margin=2e-2)
+    assert_round_trips_and_batch(front, model, variables)
 
 
 @pytest.mark.parity
@@ -167,30 +152,6 @@ def test_sizes_the_official_code_cannot_run_are_refused_by_name():
     assert model.downsampling == 256
     with pytest.raises(UserError, match="multiple of 256"):
         jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 256, 384, 3), jnp.float32))
-
-
-@pytest.mark.parity
-@pytest.mark.parametrize("fixture", FIXTURES)
-@pytest.mark.slow
-def test_training_gradients(fixture):
-    """The training forward (noise for the likelihoods, straight-through rounding of every step, the GGM's own
-    derivative) has finite gradients, nonzero for every module, at the fixture's weights."""
-    from jaxlic.training.losses import rd_loss
-    _, config, model, variables, _, out = converted(fixture, precision=None)
-    x = jnp.asarray(nhwc(out["x"]))
-
-    def loss(params):
-        o = model.apply({**variables, "params": params}, x, training=True, rng=jax.random.key(2))
-        return rd_loss(x, o, 0.013, "mse")[0]
-
-    grads = jax.jit(jax.grad(loss))(variables["params"])
-    norms = {}
-    for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]:
-        key = path[0].key
-        norms[key] = norms.get(key, 0.0) + float(jnp.abs(g).sum())
-    assert all(np.isfinite(v) for v in norms.values()), norms
-    assert not [k for k, v in norms.items() if v == 0], norms
-    assert len(norms) == 4 + 10 + 2 + 3 + 2 + 2, sorted(norms)
 
 
 def test_configs():

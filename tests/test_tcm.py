@@ -1,7 +1,8 @@
 """TCM against the official code (../shared/fixtures/tcm, any fixture of that format: other sizes, batch 2, without
 intermediates.npz): the forward outputs and every recorded module, the real codec (symbols and scale indexes in
 the official order, the decoded latent and image), published-size parameter counts and keys, round trips at any
-size with both coders, the configuration and its training.
+size with both coders, the recipe (its training runs on the parts MLIC++'s and Shen & Liu's gradient tests cover;
+test_scale traces it in bfloat16).
 
 Floats: max |a - ref| <= 1e-5 max |ref|. Discrete decisions may differ only where the official value lies within
 float tolerance of a rounding or table boundary (counted, printed, allowed).
@@ -14,9 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import fixture_dir, fixture_file, nhwc, rel_err
-from helpers import (RoundTrip, assert_8bit_matches, assert_differ_only_near, converted, fixture_images, near_rounding,
-                     near_table, padded_forward)
-from jaxlic.coding.coders import available_coders
+from helpers import (RoundTrip, assert_differ_only_near, assert_round_trips_and_batch, converted, fixture_images,
+                     near_rounding, near_table)
 from jaxlic.errors import UserError
 from jaxlic.registry import detect_model, get_spec
 
@@ -93,22 +93,7 @@ def test_codec_matches_official_and_round_trips(fixture):
                                 chw(near_table(nhwc(out["codec_enc_scales_hat"])[b], table)))
         rt.assert_decodes_to(nhwc(out["codec_dec_y_hat"])[b], nhwc(out["codec_x_hat"])[b], f"{fixture}[{b}] codec",
                              TOL)
-    rng = np.random.default_rng(3)
-    for size in ((1, 1), (70, 45)):
-        img = rng.integers(0, 256, size + (3,), dtype=np.uint8)
-        ref = np.asarray(padded_forward(model, variables, img)["x_hat"])[0, :size[0], :size[1]]
-        for coder in available_coders():
-            e = codec.encode(img, coder)
-            d = codec.decode(e.data)
-            for k in e.symbols:
-                np.testing.assert_array_equal(e.symbols[k], d.symbols[k], err_msg=f"{size} {coder} {k}")
-            assert_8bit_matches(d.image, ref, margin=2e-2)
-    batch = rng.integers(0, 256, (2, 70, 45, 3), dtype=np.uint8)
-    files = front.compress(batch)
-    assert files == [codec.encode(img).data for img in batch]
-    for img, got in zip(batch, front.decompress(files)):
-        ref = np.asarray(padded_forward(model, variables, img)["x_hat"])[0, :70, :45]
-        assert_8bit_matches(got, ref, margin=2e-2)
+    assert_round_trips_and_batch(front, model, variables)
 
 
 @pytest.mark.parity

@@ -61,15 +61,19 @@ def nearest_boundary(scales: jax.Array, scale_table, scale_bound: float, margin)
     return jnp.where(jnp.minimum(d_lo, d_hi) < margin, j, -1)
 
 
-class GaussianConditional(nn.Module):
-    """Stateless apart from its scale table, a ``constants`` variable so converted checkpoints carry theirs
-    (its float32 values decide scale indexes at table boundaries)."""
+class ScaleTableConditional(nn.Module):
+    """A conditional density coded through a table of scales: the table (a ``constants`` variable, so converted
+    checkpoints carry theirs: its float32 values decide scale indexes at table boundaries), the index of a scale
+    and the boundaries the cross-platform repair watches. Subclasses give the density and ``initial_table``."""
 
     scale_bound: float = SCALE_BOUND
     likelihood_bound: float = 1e-9
 
+    def initial_table(self) -> np.ndarray:
+        return default_scale_table()
+
     def setup(self):
-        self.scale_table = self.variable("constants", "scale_table", lambda: jnp.asarray(default_scale_table()))
+        self.scale_table = self.variable("constants", "scale_table", lambda: jnp.asarray(self.initial_table()))
 
     def build_indexes(self, scales):
         return build_indexes(scales, self.scale_table.value, self.scale_bound)
@@ -82,6 +86,10 @@ class GaussianConditional(nn.Module):
         t = self.scale_table.value[:-1]
         t = t[t >= self.scale_bound]
         return jnp.min(t[1:] / t[:-1] - 1) if t.shape[0] > 1 else jnp.inf
+
+
+class GaussianConditional(ScaleTableConditional):
+    """The Gaussian of y given its scales and means (CompressAI's ``GaussianConditional``)."""
 
     def __call__(self, y, scales, means=None, mode: str = "dequantize", rng=None):
         y_hat = quantize(y, mode, means, rng)

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import special, stats
 
 from jaxlic.entropy.bounds import lower_bound
-from jaxlic.entropy.gaussian import build_indexes, nearest_boundary
+from jaxlic.entropy.gaussian import ScaleTableConditional
 from jaxlic.entropy.tables import CodingTable, pmf_to_quantized_cdf
 
 BETA = 1.5
@@ -50,30 +50,19 @@ def ggm_likelihood(residuals, scales, beta: float = BETA, scale_bound: float = S
     return lower_bound(p, likelihood_bound) if likelihood_bound > 0 else p
 
 
-class GGMConditional(nn.Module):
-    """The GGM for residuals given scales (the y of HPCM): its scale table (a ``constants`` variable, as a
-    converted checkpoint carries it) and the table indexes of scales, #{t in table[:-1] : scale > t} (the
-    official ``build_indexes_conditional``: no bound, which gives the same indexes as the bound 0.12 = table[0])."""
+class GGMConditional(ScaleTableConditional):
+    """The GGM for residuals given scales (the y of HPCM), with HPCM's scale table. Table indexes count the entries
+    of table[:-1] below a scale, as the official ``build_indexes_conditional`` does without a bound: the bound 0.12
+    applied here is table[0], which gives the same indexes."""
 
-    beta: float = BETA
     scale_bound: float = SCALE_BOUND
-    likelihood_bound: float = 1e-9
+    beta: float = BETA
 
-    def setup(self):
-        self.scale_table = self.variable("constants", "scale_table", lambda: jnp.asarray(ggm_scale_table()))
+    def initial_table(self) -> np.ndarray:
+        return ggm_scale_table()
 
     def likelihood(self, residuals, scales):
         return ggm_likelihood(residuals, scales, self.beta, self.scale_bound, self.likelihood_bound)
-
-    def build_indexes(self, scales):
-        return build_indexes(scales, self.scale_table.value, self.scale_bound)
-
-    def nearest_boundary(self, scales, margin):
-        return nearest_boundary(scales, self.scale_table.value, self.scale_bound, margin)
-
-    def boundary_spacing(self):
-        t = self.scale_table.value[:-1]
-        return jnp.min(t[1:] / t[:-1] - 1)
 
 
 class ChannelGGMPrior(nn.Module):

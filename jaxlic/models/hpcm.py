@@ -286,7 +286,7 @@ class HPCM(LatentCodecModel):
         self.attn_s3 = CrossAttentionCell(8, self.heads, p)
         self.context_net = [conv1(2 * M) for _ in range(2)]
         self.hyper_prior = ChannelGGMPrior(N, self.beta)
-        self.ggm = GGMConditional(self.beta)
+        self.ggm = GGMConditional(beta=self.beta)
         lists = {"s1": self.y_spatial_prior_adaptor_list_s1, "s2": self.y_spatial_prior_adaptor_list_s2,
                  "s3": self.y_spatial_prior_adaptor_list_s3}
         nets = ProgressiveContext(
