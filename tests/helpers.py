@@ -197,3 +197,25 @@ def assert_round_trips_and_batch(front, model, variables, sizes=((1, 1), (70, 45
     for img, got in zip(batch, front.decompress(files)):
         assert_8bit_matches(got, np.asarray(padded_forward(model, variables, img)["x_hat"])[0, :h, :w], margin=2e-2)
 
+
+def converted_param_count(name: str, config: dict, state_dict, size: int = 256) -> int:
+    """Converts a state_dict of shapes (a manifest's) into ``name`` at ``config`` through ``jax.eval_shape`` (every
+    key must map) and counts the parameters."""
+    from jaxlic.registry import get_spec
+    spec = get_spec(name)
+    model = spec.build(**config)
+    template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+    variables = spec.convert(state_dict, template)  # raises on anything unmapped
+    return sum(v.size for v in jax.tree_util.tree_leaves(variables["params"]))
+
+
+def assert_presets_build(config_path: str, presets=("runlocal", "tiny")) -> None:
+    """Each preset of a config file builds a model whose forward gives an image of its crop (traced, not run)."""
+    from jaxlic.registry import get_spec
+    from jaxlic.training.config import load_config
+    for preset in presets:
+        c = load_config(f"{config_path}:{preset}")
+        model = get_spec(c.model).build(**c.model_config)
+        x = jax.ShapeDtypeStruct((1, c.data.crop, c.data.crop, 3), jnp.float32)
+        assert jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0]["x_hat"], x).shape == x.shape
+

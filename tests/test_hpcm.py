@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import fixture_dir, fixture_file, nhwc, rel_err
-from helpers import (RoundTrip, assert_differ_only_near, assert_round_trips_and_batch, converted, fixture_images,
-                     near_rounding, near_table)
+from helpers import (RoundTrip, assert_differ_only_near, assert_presets_build, assert_round_trips_and_batch,
+                     converted, converted_param_count, fixture_images, near_rounding, near_table)
 from jaxlic.errors import UserError
 from jaxlic.latent_codecs import take_map
 from jaxlic.models.hpcm import hpcm_maps
@@ -133,11 +133,7 @@ def test_published_sizes_keys_and_counts(fixture):
         deep, depths = expected[variant["config"]["file"].split("/")[-1]]
         assert name == "hpcm" and (config["M"], config["N"], config["deep"], config["prior_depths"]) == \
             (320, 256, deep, depths), config
-        spec = get_spec(name)
-        model = spec.build(**config)
-        template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.float32))
-        variables = spec.convert(sd, template)  # raises on anything unmapped
-        count = sum(v.size for v in jax.tree_util.tree_leaves(variables["params"]))
+        count = converted_param_count(name, config, sd)
         print(f"{variant['config']['file']}: {count:,} parameters")
         assert count == variant["total_params"]
     with np.load(fixture_dir("tcm") / "weights.npz") as f:
@@ -169,8 +165,4 @@ def test_configs():
     _, schedule = make_optimizer(c)
     for step, lr in ((0, 1e-4), (2750 * epoch, 3e-5), (2850 * epoch, 1e-5), (2950 * epoch + 1, 1e-6)):
         assert abs(float(schedule(step)) - lr) <= 1e-9 * 1e4, (step, float(schedule(step)))
-    for preset in ("runlocal", "tiny"):
-        c = load_config(f"{path}:{preset}")
-        model = get_spec("hpcm").build(**c.model_config)
-        x = jax.ShapeDtypeStruct((1, c.data.crop, c.data.crop, 3), jnp.float32)
-        assert jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0]["x_hat"], x).shape == x.shape
+    assert_presets_build(path)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import fixture_dir, fixture_file, nhwc, rel_err
-from helpers import (RoundTrip, assert_differ_only_near, assert_round_trips_and_batch, converted, fixture_images,
-                     near_rounding, near_table)
+from helpers import (RoundTrip, assert_differ_only_near, assert_presets_build, assert_round_trips_and_batch,
+                     converted, converted_param_count, fixture_images, near_rounding, near_table)
 from jaxlic.errors import UserError
 from jaxlic.registry import detect_model, get_spec
 
@@ -106,11 +106,7 @@ def test_published_sizes_keys_and_counts(fixture):
         sd = {e["name"]: np.broadcast_to(np.zeros((), np.float32), e["shape"]) for e in variant["entries"]}
         name, config = detect_model(sd)
         assert name == "tcm" and config == {**get_spec("tcm").defaults, "N": variant["config"]["N"]}, config
-        spec = get_spec(name)
-        model = spec.build(**config)
-        template = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.float32))
-        variables = spec.convert(sd, template)  # raises on anything unmapped
-        count = sum(v.size for v in jax.tree_util.tree_leaves(variables["params"]))
+        count = converted_param_count(name, config, sd)
         print(f"N={config['N']}: {count:,} parameters")
         assert count == variant["total_params"]
     with np.load(fixture_dir("cwam") / "weights.npz") as f:
@@ -141,8 +137,4 @@ def test_configs():
     epoch = 300_000 // 8
     assert tuple(c.optim.decay_steps) == (45 * epoch, 48 * epoch) and c.total_steps == 50 * epoch
     assert (c.optim.lr, c.optim.aux_lr, c.optim.clip_norm) == (1e-4, 1e-3, 1.0)
-    for preset in ("runlocal", "tiny"):
-        c = load_config(f"{path}:{preset}")
-        model = get_spec("tcm").build(**c.model_config)
-        x = jax.ShapeDtypeStruct((1, c.data.crop, c.data.crop, 3), jnp.float32)
-        assert jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0]["x_hat"], x).shape == x.shape
+    assert_presets_build(path)
