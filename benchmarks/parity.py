@@ -71,12 +71,13 @@ def rated_errors(name, config, model, variables, out) -> dict:
         g = np.float32(out[f"r{r}_gain"].reshape(()))
         with jax.default_matmul_precision("highest"):
             got = forward(variables, jnp.asarray(out["x"]), g)
+        # what depends on the rate is recorded per rate (rK_), the rest (y, z; mbt2018-vbr's z_hat) once
+        at = lambda ref: f"r{r}_{ref}" if f"r{r}_{ref}" in out else ref
         for k, ref in pairs.items():
-            key = ref if ref in ("y", "z") else f"r{r}_{ref}"
-            if k in got and key in out:
-                worst(k, rel_err(got[k], out[key]))
+            if k in got and at(ref) in out:
+                worst(k, rel_err(got[k], out[at(ref)]))
         for k in got["likelihoods"]:
-            worst(f"{k}_likelihoods", rel_err(got["likelihoods"][k], out[f"r{r}_{k}_likelihoods"]))
+            worst(f"{k}_likelihoods", rel_err(got["likelihoods"][k], out[at(f"{k}_likelihoods")]))
         for b in range(out["x"].shape[0]):
             img = np.round(out["x"][b] * 255).astype(np.uint8)
             d = codec.decode(codec.compress(img, gain=float(g)), details=True)

@@ -55,6 +55,8 @@ PAPERS = {  # not measured: what each model is (README's model table)
     "bmshj2018-hyperprior-vbr": ("Kamisli et al. 2024, variable-rate scale hyperprior (any rate, one model)",
                                  "CompressAI"),
     "mbt2018-mean-vbr": ("Kamisli et al. 2024, variable-rate mean-scale hyperprior", "CompressAI"),
+    "mbt2018-vbr": ("Kamisli et al. 2024, variable-rate joint autoregressive model (wavefront forward and codec)",
+                    "CompressAI"),
     "cwam": ("Mudgal & Liu 2024, cross window-based attention", "`prmudgal/CWAM_IC_ISVC`"),
     "stf-zigzag": ("Shen & Liu 2023, Swin transforms + zigzag chunk context", "`stm233/image-compression-with-swin-transformer`"),
     "mlicpp": ("Jiang & Wang 2023, MLIC++ (current and Old modules)", "`JiangWeibeta/MLIC`"),

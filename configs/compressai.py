@@ -8,7 +8,7 @@ CompressAI's architecture size of that quality and its lambda (``jaxlic/zoo.py``
     loss=ms-ssim, lmbda * (1 - MS-SSIM) + bpp: 2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00
 
 (cheng2020: qualities 1-6; ``lmbda=`` overrides the lambda.) The variable-rate models (``model=bmshj2018-hyperprior-vbr``,
-``mbt2018-mean-vbr``; N=192, M=320, ``docs/models/vbr.md``) take no quality: one model learns every rate, each batch
+``mbt2018-mean-vbr``, ``mbt2018-vbr``; N=192, M=320, ``docs/models/vbr.md``) take no quality: one model learns every rate, each batch
 at a random one of its eight levels with that level's MSE lambda (``config.rate_lambdas``, the eight above), the
 level logged with each step. CompressAI's recipe (its model-zoo page): 4-5M steps
 on 256^2 patches cropped from Vimeo-90K, batch 16 or 32, Adam 1e-4 for about 1-2M steps, then the learning rate

@@ -157,6 +157,8 @@ class MaskedContextLatent(nn.Module):
         layers = self.entropy_parameters.layers
         b = state["y_pad"].shape[0]
         ctx = self.context_prediction.at(state["y_pad"], rows, cols, state["taps"])
+        if "ctx_offset" in state:  # a variable-rate context's offset for the rate (``OffsetContextLatent``)
+            ctx = ctx + state["ctx_offset"][:, None]
         mul = lambda w, x: jnp.einsum("oc,cq->oq", w, x, precision=self.precision)
         first, *later = state["weights"]
         x = state["hyper"][:, rows, cols].reshape(b * rows.shape[0], -1).T + mul(first, ctx)
@@ -168,13 +170,14 @@ class MaskedContextLatent(nn.Module):
         scales, means = jnp.split(x, 2, axis=-1)
         return means, scales
 
+    @staticmethod
+    def write(state, rows, cols, valid, values):
+        """The state with ``values`` (B, P, M) decoded at (rows, cols) (the ones not ``valid`` dropped)."""
+        r = jnp.where(valid, rows + 2, state["y_pad"].shape[1])  # out of range: dropped
+        return {**state, "y_pad": state["y_pad"].at[:, r, cols + 2].set(values, mode="drop")}
+
     def steps(self, latent: str, shape, at: Locate) -> list[P.StepGroup]:
-        h = shape[1]
-
-        def update(m, v, state, rows, cols, valid, values):
-            r = jnp.where(valid, rows + 2, h + 2)  # out of range: dropped
-            return {**state, "y_pad": state["y_pad"].at[:, r, cols + 2].set(values, mode="drop")}
-
+        update = lambda m, v, state, rows, cols, valid, values: self.write(state, rows, cols, valid, values)
         predict = on_part(at, lambda part, state, rows, cols, valid: part.wave_params(state, rows, cols))
         return [P.wavefront(latent, self.table, latent, shape, predict, update, entropy=_gaussian(at))]
 
@@ -577,16 +580,9 @@ class OffsetGaussianLatent(nn.Module):
     def params(self, side):
         return _scales_means(side, self.means)
 
-    def offset(self, scales, gain):
-        stdev = lower_bound(scales * gain, self.gaussian_conditional.scale_bound)
-        return self.offsets(jnp.stack([stdev, jnp.broadcast_to(gain, stdev.shape)], axis=-1))[..., 0]
-
     def reconstruct(self, signs, q_abs, scales, means, gain):
-        """y_hat from the integer's sign and magnitude (straight-through in training), and the network's raw
-        offsets."""
-        raw = self.offset(scales, gain)
-        y_hat = signs * (q_abs + jnp.where(q_abs < 1e-4, 0.0, -raw)) * (1.0 / gain)
-        return y_hat + (0.0 if means is None else means), raw
+        return reconstruct_with_offsets(self.offsets, self.gaussian_conditional.scale_bound, signs, q_abs, scales,
+                                        means, gain)
 
     def __call__(self, y, side, training: bool = False, rng=None, gain=None):
         scales, means = self.params(side)
@@ -623,6 +619,90 @@ class OffsetGaussianLatent(nn.Module):
     @staticmethod
     def decoded(state):
         return state["y"]
+
+
+def reconstruct_with_offsets(offsets: nn.Module, bound: float, signs, q_abs, scales, means, gain):
+    """Kamisli et al.'s reconstruction: y_hat = sign (|q| + offset) / g + mean from the integer's sign and
+    magnitude (straight-through in training), the offset -``offsets``(max(scale g, bound), g) (in steps) and
+    zero where q = 0; also returns the network's raw output."""
+    stdev = lower_bound(scales * gain, bound)
+    raw = offsets(jnp.stack([stdev, jnp.broadcast_to(gain, stdev.shape)], axis=-1))[..., 0]
+    y_hat = signs * (q_abs + jnp.where(q_abs < 1e-4, 0.0, -raw)) * (1.0 / gain)
+    return y_hat + (0.0 if means is None else means), raw
+
+
+class OffsetContextLatent(MaskedContextLatent):
+    """The joint autoregressive prior at a variable rate (CompressAI's ``mbt2018-vbr``, Kamisli et al. 2024):
+    ``MaskedContextLatent``'s context and entropy parameters, the rate's ``rate_context``(g) (2M) added to the
+    context, y quantized at step 1 / g with ``OffsetGaussianLatent``'s reconstruction offsets (``offsets``).
+
+    The context sees the offset-reconstructed y_hat of earlier positions, in training too (CompressAI's
+    ``ste_recursive``), so the forward itself is sequential: here a scan over the wavefront, the codec's steps
+    (W + 3H - 3 of them, not H W as the official loop). The likelihood is the Gaussian's of (y - mean) g,
+    zero-mean, at scale g; the codec codes round(y g - mean g) (the official compress rounds (y - mean) g:
+    the same but for values within float error of a rounding boundary)."""
+
+    offsets: nn.Module = None        # (max(scale g, bound), g) -> raw offset (CompressAI's ``QuantABCD``)
+    rate_context: nn.Module = None   # g (1,) -> 2M (``scale_to_context``)
+    keys = 1
+    rated = True
+
+    def reconstruct(self, signs, q_abs, scales, means, gain):
+        return reconstruct_with_offsets(self.offsets, self.gaussian_conditional.scale_bound, signs, q_abs, scales,
+                                        means, gain)
+
+    def __call__(self, y, side, training: bool = False, rng=None, gain=None):
+        y = jnp.asarray(y)
+        b, h, w, m = y.shape
+        if self.is_initializing():  # the networks' variables, before the scan reads them
+            self.params(side, y)
+            self.offsets(jnp.zeros((1, 2), y.dtype))
+        rows, cols, valid = jax.vmap(lambda t: P.wavefront_rows_cols(t, h, w))(
+            jnp.arange(P.wavefront_count(h, w), dtype=jnp.int32))
+
+        def step(state, rcv):
+            r, c, ok = rcv
+            means, scales = self.wave_params(state, r, c)
+            v = (y[:, r, c] - means) * gain
+            y_q, raw = self.reconstruct(jax.lax.stop_gradient(jnp.sign(v)), ste_round(jnp.abs(v)), scales, means,
+                                        gain)
+            return self.write(state, r, c, ok, y_q), (means, scales, raw)
+
+        state, found = jax.lax.scan(step, self.start(side, gain), (rows, cols, valid))
+        # each step's (B, P, M) back at its positions (padding dropped)
+        rr = jnp.where(valid, rows, h).reshape(-1)
+        means, scales, raw = (jnp.zeros_like(y).at[:, rr, cols.reshape(-1)].set(
+            jnp.moveaxis(a, 0, 1).reshape(b, -1, m), mode="drop") for a in found)
+        _, lik = self.gaussian_conditional((y - means) * gain, scales * gain, None, _mode(training), rng)
+        return {"y_hat": self.decoded(state), "likelihood": lik, "scales": scales, "means": means, "offsets": raw}
+
+    def scaled(self, y, gain):
+        return y * gain
+
+    def start(self, side, gain):
+        """``MaskedContextLatent``'s state plus the rate: g, its context offset, and the last prediction's
+        means and scales (``wave``) for the update."""
+        b, h, w, _ = side.shape
+        state = super().start(side)
+        wave = jnp.zeros((b, P.wavefront_size(h, w), self.context_prediction.in_features), side.dtype)
+        return {**state, "gain": gain, "wave": (wave, wave),
+                "ctx_offset": self.rate_context(jnp.reshape(gain, (1, 1)).astype(side.dtype))[0]}
+
+    def steps(self, latent: str, shape, at: Locate) -> list[P.StepGroup]:
+        """The wavefront in the scaled domain: means mean g, scales scale g (the official table indexes); the
+        update reconstructs the decoded integers with the offsets."""
+        def predict(part, state, rows, cols, valid):
+            means, scales = part.wave_params(state, rows, cols)
+            g = state["gain"]
+            return means * g, scales * g, (means, scales)
+
+        def update(part, state, rows, cols, valid, values):
+            (means, scales), g = state["wave"], state["gain"]
+            q = jnp.round(values - means * g)  # the decoded integer, exactly
+            return part.write(state, rows, cols, valid, part.reconstruct(jnp.sign(q), jnp.abs(q), scales, means, g)[0])
+
+        return [P.wavefront(latent, self.table, latent, shape, on_part(at, predict), on_part(at, update),
+                            entropy=_gaussian(at))]
 
 
 def hwc_index(m: np.ndarray, src_shape) -> np.ndarray:

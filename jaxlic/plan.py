@@ -218,7 +218,10 @@ def wavefront(name: str, table: str, latent: str, shape, predict, update, entrop
     """The raster schedule of a 5x5 masked (type A) context as a wavefront: position (i, j) depends only on
     positions with a smaller t = j + 3 i, so each step codes all positions of one t together. ``predict(m, v,
     state, rows, cols, valid) -> (means, indexes)`` and ``update(m, v, state, rows, cols, valid, values)
-    -> state`` see (B, P, C) arrays for the P positions of the step (predict: for P the step's bucket)."""
+    -> state`` see (B, P, C) arrays for the P positions of the step (predict: for P the step's bucket).
+    ``predict`` may return a third item, arrays (B, P, ...) the update needs too (what the prediction computed
+    on the way, not computed twice): they go, padded to the largest bucket, into ``state["wave"]``, which the
+    part's start state must hold at that size."""
     b, h, w, c = shape
     buckets = wavefront_buckets(wavefront_size(h, w))
 
@@ -235,13 +238,13 @@ def wavefront(name: str, table: str, latent: str, shape, predict, update, entrop
         rows, cols, valid = rows_cols(t)
 
         def run(n):
-            means, idx = predict(m, v, state, rows[:n], cols[:n], valid[:n])
-            pad = [(0, 0), (0, buckets[-1] - n)] + [(0, 0)] * (means.ndim - 2)
-            return jnp.pad(means, pad), jnp.pad(idx, pad)
+            out = predict(m, v, state, rows[:n], cols[:n], valid[:n])
+            pad = lambda a: jnp.pad(a, [(0, 0), (0, buckets[-1] - n)] + [(0, 0)] * (a.ndim - 2))
+            return jax.tree_util.tree_map(pad, out)
 
         which = jnp.searchsorted(jnp.asarray(buckets), jnp.sum(valid))
-        means, idx = jax.lax.switch(which, [lambda n=n: run(n) for n in buckets])
-        return means, idx, state
+        means, idx, *wave = jax.lax.switch(which, [lambda n=n: run(n) for n in buckets])
+        return means, idx, {**state, "wave": wave[0]} if wave else state
 
     return StepGroup(name, table, latent, wavefront_count(h, w), elements, bucketed,
                      lambda m, v, state, t, values: update(m, v, state, *rows_cols(t), values.reshape(b, -1, c)),

@@ -92,6 +92,9 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
     _zoo("mbt2018-mean-vbr", lambda **c: vbr.VariableRateHyperprior(**c, means=True),
          {"N": 192, "M": 320, "vr_entbttlnck": True},
          "Variable-rate mean-scale hyperprior, Kamisli et al. 2024 (CompressAI mbt2018-mean-vbr)"),
+    _zoo("mbt2018-vbr", lambda **c: vbr.VariableRateJointAutoregressive(**c), {"N": 192, "M": 320},
+         "Variable-rate joint autoregressive model, Kamisli et al. 2024 (CompressAI mbt2018-vbr; wavefront "
+         "forward and codec)"),
     ModelSpec(
         "mlicpp", lambda **c: mlicpp.MLICPlusPlus(**c),
         {"N": 192, "M": 320, "slice_num": 10, "context_window": 5, "old_g_s": False, "old_lrp": False},

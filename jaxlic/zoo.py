@@ -32,10 +32,12 @@ TINY: dict[str, dict] = {
     "elic2022-official": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)},
     "elic2022-chandelier": {"N": 8, "M": 16, "groups": (2, 2, 4, 8)},
     "bmshj2018-hyperprior-vbr": {"N": 8, "M": 12}, "mbt2018-mean-vbr": {"N": 8, "M": 12},
+    "mbt2018-vbr": {"N": 8, "M": 12},
 }
 # the variable-rate models: one size (CompressAI's zoo cfgs), every rate from one model
 VARIABLE_RATE = {"bmshj2018-hyperprior-vbr": {"N": 192, "M": 320, "vr_entbttlnck": True},
-                 "mbt2018-mean-vbr": {"N": 192, "M": 320, "vr_entbttlnck": True}}
+                 "mbt2018-mean-vbr": {"N": 192, "M": 320, "vr_entbttlnck": True},
+                 "mbt2018-vbr": {"N": 192, "M": 320}}
 MSE_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
 MS_SSIM_LAMBDAS = {1: 2.40, 2: 4.58, 3: 8.73, 4: 16.64, 5: 31.73, 6: 60.50, 7: 115.37, 8: 220.00}
 # CWAM's released MSE models (its README), trained as qualities 1-6 (its experiments exp_01 ... exp_06)

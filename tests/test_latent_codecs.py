@@ -174,3 +174,46 @@ def test_rated_parts_code_what_their_forward_computes_at_any_gain():
         np.testing.assert_allclose(got["y"]["means"], np.asarray(fwd["means"]) * g, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got["y"]["decoded"], fwd["y_hat"], rtol=1e-5, atol=1e-5)
         assert np.abs(np.asarray(fwd["offsets"])).max() > 0  # the offsets are there to be dropped
+
+
+def test_recursive_context_part_codes_what_its_sequential_forward_computes():
+    """``OffsetContextLatent`` (mbt2018-vbr): its training forward, a scan over the wavefront, is the official
+    position-by-position recursion, checked against a raster loop over positions that runs the full masked
+    convolution on the y_hat decoded so far (the official ``_stequantization``); and the codec's steps, at two
+    gains on random latents at batch 2, predict the forward's means and scales times the gain and decode its
+    y_hat, offsets included."""
+    model = get_spec("mbt2018-vbr").build(N=8, M=12, precision=Precision.HIGHEST)
+    assert "OffsetContextLatent" in {type(m).__name__ for m in _parts(model)}
+    y = jnp.asarray(np.random.default_rng(4).normal(0, 3, model.latent_shapes(2, 64, 128)["y"]), jnp.float32)
+    variables = model.init(jax.random.key(0), y, 0.5, method=lambda m, y, g: m.latent_codec(y, gain=g))
+    ap = lambda fn, *a: model.apply(variables, *a, method=fn)
+    side = ap(lambda m, y: m.h_s(m.latent_codec.z(m.latent_codec.side_latents(y)["z"])[0]), y)
+
+    @jax.jit
+    def at_position(y_hat, i, j, g):  # the official step at (i, j): full context, entropy parameters, offsets
+        def fn(m, y_hat):
+            part = m.latent_codec.y
+            ctx = m.context_prediction(y_hat) + m.scale_to_context(jnp.reshape(g, (1, 1)))[0]
+            scales, means = jnp.split(m.entropy_parameters(jnp.concatenate([side, ctx], -1))[:, i, j], 2, -1)
+            v = (y[:, i, j] - means) * g
+            return part.reconstruct(jnp.sign(v), jnp.round(jnp.abs(v)), scales, means, g)[0], scales, means
+        return model.apply(variables, y_hat, method=fn)
+
+    for g in (np.float32(0.3), np.float32(2.0)):
+        fwd = ap(lambda m, y, s, g: m.latent_codec.y(y, s, gain=g), y, side, g)
+        ref = {k: np.zeros(y.shape, np.float32) for k in ("y_hat", "scales", "means")}
+        y_hat = jnp.asarray(y)  # not yet decoded positions hold y, which the mask hides (as the official loop)
+        for i, j in np.ndindex(*y.shape[1:3]):
+            y_q, scales, means = at_position(y_hat, i, j, g)
+            y_hat = y_hat.at[:, i, j].set(y_q)
+            for k, a in (("y_hat", y_q), ("scales", scales), ("means", means)):
+                ref[k][:, i, j] = a
+        for k in ref:
+            np.testing.assert_allclose(fwd[k], ref[k], rtol=1e-5, atol=1e-5, err_msg=k)
+        assert np.abs(np.asarray(fwd["offsets"])).max() > 0
+        latents = ap(lambda m, y, g: m.latent_codec.scaled_latents(y, g), y, g)
+        got = run_plan(model, variables, latents, {"gain": g})
+        full = ap(lambda m, y, g: m.latent_codec(y, gain=g), y, g)
+        np.testing.assert_allclose(got["y"]["params"], np.asarray(full["scales"]) * g, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got["y"]["means"], np.asarray(full["means"]) * g, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got["y"]["decoded"], full["y_hat"], rtol=1e-5, atol=1e-5)

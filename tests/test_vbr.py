@@ -1,5 +1,6 @@
 """CompressAI's variable-rate models (issue 28): the forward at every rate a fixture records, stage by stage
-(each stage fed the official input of that stage, so rounding flips upstream cannot cascade); the codec's symbols,
+(each stage fed the official input of that stage, so rounding flips upstream cannot cascade; mbt2018-vbr's
+sequential y part as a whole from the official y and hyper params); the codec's symbols,
 table indexes and decoded latents at each of those rates; round trips at three rates; every key of the
 published-size state_dicts."""
 import json
@@ -17,7 +18,7 @@ from jaxlic.entropy.gaussian import default_scale_table
 from jaxlic.errors import UserError
 from jaxlic.registry import detect_model, get_spec
 
-VBR = ["bmshj2018_hyperprior_vbr", "mbt2018_mean_vbr"]
+VBR = ["bmshj2018_hyperprior_vbr", "mbt2018_mean_vbr", "mbt2018_vbr"]
 TOL = 1e-5
 
 
@@ -44,19 +45,26 @@ def test_forward_at_every_rate(fixture):
     errs = {"y": rel_err(ap(lambda m, x: m.g_a(x), nhwc(out["x"])), nhwc(out["y"])),
             "z": rel_err(ap(lambda m, y: m.latent_codec.side_latents(y)["z"], nhwc(out["y"])), nhwc(out["z"]))}
     for r in _rates(out):
-        p = lambda key: nhwc(out[f"r{r}_{key}"])
+        # what depends on the rate is recorded per rate (rK_), the rest (mbt2018-vbr's z) once
+        p = lambda key: nhwc(out[f"r{r}_{key}"] if f"r{r}_{key}" in out else out[key])
         g = out[f"r{r}_gain"].reshape(())
-        step = float(model.apply(v, g, method=lambda m, g: m.latent_codec.z.step(g)))
-        z_hat, z_lik = model.apply(v, nhwc(out["z"]), g, method=lambda m, z, g: m.latent_codec.z(z, gain=g))
+        rated_z = getattr(model.bind(v).latent_codec.z, "rated", False)
+        z_hat, z_lik = model.apply(v, nhwc(out["z"]), g, method=lambda m, z, g: m.latent_codec.z(
+            z, **({"gain": g} if rated_z else {})))
         y_part = model.apply(v, nhwc(out["y"]), p("z_hat"), g,
                              method=lambda m, y, z, g: m.latent_codec.y(y, m.h_s(z), gain=g))
         x_hat = ap(lambda m, y: m.g_s(y), p("y_hat"))
-        got = {"z_qstep": (np.float32(step), out[f"r{r}_z_qstep"].reshape(())), "z_hat": (z_hat, p("z_hat")),
+        got = {"z_hat": (z_hat, p("z_hat")),
                "z_likelihoods": (z_lik, p("z_likelihoods")), "scales_hat": (y_part["scales"], p("scales_hat")),
                "quant_offset_raw": (y_part["offsets"], p("quant_offset_raw")), "y_hat": (y_part["y_hat"], p("y_hat")),
                "y_likelihoods": (y_part["likelihood"], p("y_likelihoods")), "x_hat": (x_hat, p("x_hat"))}
+        if f"r{r}_z_qstep" in out:
+            step = model.apply(v, g, method=lambda m, g: m.latent_codec.z.step(g))
+            got["z_qstep"] = (np.float32(step), out[f"r{r}_z_qstep"].reshape(()))
         if f"r{r}_means_hat" in out:
             got["means_hat"] = (y_part["means"], p("means_hat"))
+        if f"r{r}_ctx_scl" in out:
+            got["ctx_scl"] = (ap(lambda m, g: m.scale_to_context(g.reshape(1, 1))[0], g), out[f"r{r}_ctx_scl"])
         for k, (a, ref) in got.items():
             errs[f"r{r}_{k}"] = rel_err(np.asarray(a), ref)
         # the full forward at this rate, end to end, where no rounding upstream of y_hat flipped
@@ -86,23 +94,27 @@ def test_published_size_keys_and_count(fixture):
         n = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(v["params"]))
         assert n == variant["total_params"], (variant["name"], n)
         with pytest.raises(UserError, match="variable-rate"):  # never taken for the fixed-rate model
-            (cai.scale_hyperprior_config if name.startswith("bmshj") else cai.mean_scale_config)(sd)
+            {"bmshj2018-hyperprior-vbr": cai.scale_hyperprior_config, "mbt2018-mean-vbr": cai.mean_scale_config,
+             "mbt2018-vbr": cai.joint_config}[name](sd)
 
 
-def _small_model():
-    """mbt2018-mean-vbr at N=8, M=12 with random weights; a fresh model's latents are small: the analysis' last
-    layer is scaled so they quantize to many non-zero integers at every rate (the fixtures scale it likewise)."""
-    model = get_spec("mbt2018-mean-vbr").build(N=8, M=12)
+def _small_model(name="mbt2018-mean-vbr"):
+    """``name`` at N=8, M=12 with random weights; a fresh model's latents are small: the analysis' last layer is
+    scaled so they quantize to many non-zero integers at every rate (the fixtures scale it likewise)."""
+    model = get_spec(name).build(N=8, M=12)
     v = model.init(jax.random.key(3), jnp.zeros((1, 64, 64, 3)))
     g_a = dict(v["params"]["g_a"])
     g_a["layers_6"] = jax.tree_util.tree_map(lambda a: a * 200, g_a["layers_6"])
     return model, {**v, "params": {**v["params"], "g_a": g_a}}
 
 
-def test_training_forward_keeps_the_gains_and_trains_the_offsets():
-    """In training (noise, straight-through rounding) the loss's gradient reaches the offsets network and z's
-    step network but not the learned gains (detached, as CompressAI's ``_get_scale``)."""
-    model, v = _small_model()
+@pytest.mark.parametrize("name,nets", [("mbt2018-mean-vbr", ("QuantABCD", "gayn2zqstep")),
+                                       ("mbt2018-vbr", ("QuantABCD", "scale_to_context", "context_prediction"))])
+def test_training_forward_keeps_the_gains_and_trains_the_offsets(name, nets):
+    """In training (noise, straight-through rounding) the loss's gradient reaches the offsets network and the
+    rate's other networks (z's step; mbt2018-vbr's context offset and, through its sequential forward, the
+    context) but not the learned gains (detached, as CompressAI's ``_get_scale``)."""
+    model, v = _small_model(name)
     x = jax.random.uniform(jax.random.key(1), (1, 64, 64, 3))
 
     def loss(params):
@@ -112,7 +124,7 @@ def test_training_forward_keeps_the_gains_and_trains_the_offsets():
 
     grads = jax.jit(jax.grad(loss))(v["params"])
     assert not np.any(np.asarray(grads["Gain"]))
-    for net in ("QuantABCD", "gayn2zqstep"):
+    for net in nets:
         assert any(np.any(np.asarray(a)) for a in jax.tree_util.tree_leaves(grads[net])), net
 
 
@@ -132,34 +144,36 @@ def test_codec_matches_compressai_at_every_rate(fixture):
             g = np.float32(out[f"r{r}_gain"].reshape(()))
             rt = RoundTrip(codec, img, gain=float(g))
             assert rt.container.gain == g
-            nchw = lambda a: np.transpose(a[0], (2, 0, 1)).reshape(-1)
+            nchw = lambda a: np.transpose(a[None] if a.ndim == 3 else a[0], (2, 0, 1)).reshape(-1)
+            # y's official order: channels-first, but position by position (channel fastest) with a context
+            y_order = (lambda a: np.reshape(a, -1)) if name == "mbt2018-vbr" else nchw
             ref = lambda key: out[f"r{r}_codec_{key}"].reshape(out[f"r{r}_codec_{key}"].shape[0], -1)[b]
-            step = np.float32(out[f"r{r}_z_qstep"].reshape(()))
+            step = np.float32(out[f"r{r}_z_qstep"].reshape(())) if f"r{r}_z_qstep" in out else np.float32(1)
             z_res = (nhwc(out["z"])[b] - sd["entropy_bottleneck.quantiles"][:, 0, 1]) / step
             assert_differ_only_near(f"r{r} z symbols", nchw(rt.enc["z_symbols"]), ref("z_symbols"),
                      np.transpose(_near_rounding(z_res, z_res), (2, 0, 1)).reshape(-1))
             y_res = nhwc(out["y"])[b] * g - (p("means_hat") * g if f"r{r}_means_hat" in out else 0)
-            assert_differ_only_near(f"r{r} y symbols", nchw(rt.enc["y_symbols"]), ref("y_symbols"),
-                     np.transpose(_near_rounding(y_res, y_res), (2, 0, 1)).reshape(-1))
+            assert_differ_only_near(f"r{r} y symbols", y_order(rt.enc["y_symbols"]), ref("y_symbols"),
+                                    y_order(_near_rounding(y_res, y_res)))
             sc = np.maximum(p("scales_hat").astype(np.float64) * g, 0.11)
             near = (np.abs(sc[..., None] - table) <= TOL * sc[..., None]).any(-1)
-            assert_differ_only_near(f"r{r} y indexes", nchw(rt.enc["y_indexes"]), ref("y_indexes"),
-                     np.transpose(near, (2, 0, 1)).reshape(-1))
+            assert_differ_only_near(f"r{r} y indexes", y_order(rt.enc["y_indexes"]), ref("y_indexes"), y_order(near))
             assert np.array_equal(nchw(rt.enc["z_indexes"]), ref("z_indexes"))
             rt.assert_decodes_to(p("codec_dec_y_hat"), p("codec_x_hat"), f"{fixture}[{b}] r{r}")
 
 
 @pytest.mark.parametrize("coder", coder_params())
-def test_round_trips_at_three_rates(coder):
-    """mbt2018-mean-vbr with random weights, 1x1 and 70x45 (not multiples of 64), at the lowest and highest
+@pytest.mark.parametrize("name", ["mbt2018-mean-vbr", "mbt2018-vbr"])
+def test_round_trips_at_three_rates(name, coder):
+    """A variable-rate model with random weights, 1x1 and 70x45 (not multiples of 64), at the lowest and highest
     learned level and a gain between: exact symbols both ways, the image the forward's at that rate (8-bit),
-    fewer bytes at a lower gain; a level out of range, a gain on a fixed-rate model and a file without its rate
-    are refused by name."""
+    fewer bytes at a lower gain; a batch of two gives the files of its images; a level out of range, a gain on a
+    fixed-rate model and a file without its rate are refused by name."""
     from jaxlic.coding.container import read_container, write_container
     import dataclasses
-    model, v = _small_model()
-    codec = Codec("mbt2018-mean-vbr", model, v, model.build_tables(v), dict(get_spec("mbt2018-mean-vbr").defaults,
-                                                                            N=8, M=12))
+    import jaxlic
+    model, v = _small_model(name)
+    codec = Codec(name, model, v, model.build_tables(v), dict(get_spec(name).defaults, N=8, M=12))
     rng = np.random.default_rng(5)
     forward = jax.jit(lambda v, x, g: model.apply(v, x, gain=g)["x_hat"])
     for size in ((1, 1), (70, 45)):
@@ -177,6 +191,9 @@ def test_round_trips_at_three_rates(coder):
             lengths.append(len(e.data))
         if size != (1, 1):
             assert lengths[0] < lengths[1] < lengths[2], lengths
+    front = jaxlic.Codec(name, v, {"N": 8, "M": 12}, coder=coder).with_rate(gain=0.4)
+    batch = rng.integers(0, 256, (2, 70, 45, 3), dtype=np.uint8)
+    assert front.compress(batch) == [codec.compress(img, coder, gain=0.4) for img in batch]
     with pytest.raises(UserError, match="levels 0 .. 7"):
         codec.encode(img, level=8)
     with pytest.raises(UserError, match="positive number"):

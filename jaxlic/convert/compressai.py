@@ -87,6 +87,10 @@ def vbr_key(key: str):
     if m:
         return ("params", m.group(1), f"layers_{m.group(2)}", "kernel" if m.group(3) == "weight" else "bias"), \
             "linear" if m.group(3) == "weight" else "copy"
+    m = re.fullmatch(r"scale_to_context\.(weight|bias)", key)  # mbt2018-vbr's Linear(1, 2M)
+    if m:
+        return ("params", "scale_to_context", "kernel" if m.group(1) == "weight" else "bias"), \
+            "linear" if m.group(1) == "weight" else "copy"
     return zoo_key(key, _GOOGLE_DECONV)
 
 
@@ -102,6 +106,7 @@ KEY_MAPS = {
     "elic2022-chandelier": lambda k: zoo_key(k, _ELIC_DECONV, _ELIC),
     "bmshj2018-hyperprior-vbr": vbr_key,
     "mbt2018-mean-vbr": vbr_key,
+    "mbt2018-vbr": vbr_key,
 }
 # buffers beyond COMPRESSAI_BUFFERS: context masks (recomputed), the hyper codec's entropy-bottleneck target,
 # and ELIC's per-group Gaussian tables after the first (``elic_config`` checks that they equal it)
@@ -157,6 +162,13 @@ def joint_config(sd) -> dict:
 def _vbr(sd, what, means: bool) -> dict:
     return {**_google_hyper(sd, what, means=means, context=False, vbr=True),
             "vr_entbttlnck": "gayn2zqstep.0.weight" in sd}
+
+
+def joint_vbr_config(sd) -> dict:
+    what = "mbt2018-vbr"
+    _reject(what, "gayn2zqstep.0.weight" in sd, "it has a variable-step hyper-latent, which mbt2018-vbr lacks")
+    _shape(sd, "scale_to_context.weight", what)
+    return _google_hyper(sd, what, means=True, context=True, vbr=True)
 
 
 def scale_hyperprior_vbr_config(sd) -> dict:
@@ -221,4 +233,5 @@ DETECT = {
     "cheng2020-attn": cheng_attn_config, "cheng2020-anchor-checkerboard": cheng_checkerboard_config,
     "elic2022-official": elic_official_config, "elic2022-chandelier": elic_chandelier_config,
     "bmshj2018-hyperprior-vbr": scale_hyperprior_vbr_config, "mbt2018-mean-vbr": mean_scale_vbr_config,
+    "mbt2018-vbr": joint_vbr_config,
 }

@@ -50,6 +50,12 @@ def mean_scale_hyper_synthesis(M, p):
                           leaky_relu, Conv(M * 2, 3, 1, precision=p)])
 
 
+def joint_entropy_parameters(M, p):
+    """Minnen et al.'s 1x1 entropy-parameter layers: (hyper params, context), 4M -> 2M."""
+    return nn.Sequential([Conv(M * 10 // 3, 1, precision=p), leaky_relu, Conv(M * 8 // 3, 1, precision=p), leaky_relu,
+                          Conv(M * 6 // 3, 1, precision=p)])
+
+
 class FactorizedPrior(LatentCodecModel):
     """``bmshj2018-factorized``: y under a per-channel factorized prior, no hyperprior; coded in CompressAI's
     NCHW order."""
@@ -127,9 +133,7 @@ class JointAutoregressive(LatentCodecModel):
     def setup(self):
         M, p = self.M, self.precision
         self.g_a, self.g_s, self.h_a, self.h_s = self._transforms()
-        self.entropy_parameters = nn.Sequential([
-            Conv(M * 10 // 3, 1, precision=p), leaky_relu, Conv(M * 8 // 3, 1, precision=p), leaky_relu,
-            Conv(M * 6 // 3, 1, precision=p)])
+        self.entropy_parameters = joint_entropy_parameters(M, p)
         self.context_prediction = MaskedConv(M, 2 * M, 5, "A", precision=p)
         self.entropy_bottleneck = EntropyBottleneck(self.z_channels)
         self.gaussian_conditional = GaussianConditional()

@@ -1,6 +1,6 @@
 """CompressAI's variable-rate models (Kamisli, Racape and Choi, "Variable-Rate Learned Image Compression with
-Multi-Objective Optimization and Quantization-Reconstruction Offsets", DCC 2024): ``bmshj2018-hyperprior-vbr``
-and ``mbt2018-mean-vbr``, one model for a continuous range of rates.
+Multi-Objective Optimization and Quantization-Reconstruction Offsets", DCC 2024): ``bmshj2018-hyperprior-vbr``,
+``mbt2018-mean-vbr`` and ``mbt2018-vbr``, one model for a continuous range of rates.
 
 The transforms are those of the fixed-rate models (``jaxlic.models.hyperprior``); the rate is a gain g, the
 inverse of y's quantization step: one of the eight learned ``Gain`` levels or any positive value (CompressAI's
@@ -12,7 +12,12 @@ is, in CompressAI's "stage 2" (the variable-rate path):
 - the forward uses ``Gain[s]`` as it is, CompressAI's compress / decompress ``abs(Gain[s])`` (the same for the
   positive official gains); the default level is CompressAI's ``s=1``;
 - mbt2018-mean-vbr's forward rounds (y - mean) g while its compress codes round(y g - mean g): the two can
-  differ where a value lies at a rounding boundary.
+  differ where a value lies at a rounding boundary;
+- mbt2018-vbr (``VariableRateJointAutoregressive``) keeps z at a fixed step (straight-through rounding in the
+  forward), adds ``scale_to_context``(g) to its masked context, and its forward is itself sequential: the
+  context sees the offset-reconstructed y_hat (``OffsetContextLatent``, a scan over the wavefront); its
+  decompress convolves with the unmasked context weight, which the official checkpoints store masked (the
+  mask is applied here in every path).
 """
 from __future__ import annotations
 
@@ -27,8 +32,9 @@ from jaxlic import latent_codecs as lc
 from jaxlic.entropy import EntropyBottleneck, GaussianConditional
 from jaxlic.entropy.factorized import factorized_table
 from jaxlic.models.base import LatentCodecModel
-from jaxlic.models.hyperprior import (gdn_analysis, hyper_analysis, igdn_synthesis, mean_scale_hyper_synthesis,
-                                      scale_hyper_synthesis)
+from jaxlic.layers.conv import MaskedConv
+from jaxlic.models.hyperprior import (gdn_analysis, hyper_analysis, igdn_synthesis, joint_entropy_parameters,
+                                      mean_scale_hyper_synthesis, scale_hyper_synthesis)
 
 GAINS = (0.10000, 0.13944, 0.19293, 0.26874, 0.37268, 0.51801, 0.71957, 1.00000)  # CompressAI's initial ``Gain``
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18)           # its training lambda per level
@@ -113,3 +119,30 @@ class VariableRateHyperprior(LatentCodecModel):
         y = self.g_a(x)
         out = self.latent_codec(y, training, rng, gain=g)
         return {"x_hat": self.g_s(out["y_hat"]), **out, "y": y, "gain": g}
+
+
+class VariableRateJointAutoregressive(VariableRateHyperprior):
+    """``mbt2018-vbr``: Minnen et al.'s joint autoregressive model at a variable rate. The tree: z under the
+    factorized prior at a fixed step, y under ``OffsetContextLatent`` (the 5x5 context plus the rate's
+    ``scale_to_context``, reconstruction offsets from ``QuantABCD``)."""
+
+    N: int = 192
+    M: int = 320
+    means: bool = True
+    vr_entbttlnck: bool = False   # CompressAI's mbt2018-vbr has no variable-step z
+
+    def setup(self):
+        N, M, p = self.N, self.M, self.precision
+        self.g_a, self.g_s = gdn_analysis(N, M, p), igdn_synthesis(N, p)
+        self.h_a, self.h_s = hyper_analysis(N, p), mean_scale_hyper_synthesis(M, p)
+        self.entropy_parameters = joint_entropy_parameters(M, p)
+        self.context_prediction = MaskedConv(M, 2 * M, 5, "A", precision=p)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional()
+        self.Gain = self.own_param("Gain", lambda key: jnp.asarray(GAINS, jnp.float32))
+        self.QuantABCD = _mlp((12, 12, 1), p)
+        self.scale_to_context = nn.Dense(2 * M, precision=p)
+        self.latent_codec = lc.Hyperprior(
+            self.h_a, self.h_s, lc.EntropyBottleneckLatent(self.entropy_bottleneck, ste=True),
+            lc.OffsetContextLatent(self.gaussian_conditional, self.context_prediction, self.entropy_parameters,
+                                   precision=p, offsets=self.QuantABCD, rate_context=self.scale_to_context))
