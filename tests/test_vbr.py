@@ -144,7 +144,7 @@ def test_codec_matches_compressai_at_every_rate(fixture):
             g = np.float32(out[f"r{r}_gain"].reshape(()))
             rt = RoundTrip(codec, img, gain=float(g))
             assert rt.container.gain == g
-            nchw = lambda a: np.transpose(a[None] if a.ndim == 3 else a[0], (2, 0, 1)).reshape(-1)
+            nchw = lambda a: np.transpose(a if a.ndim == 3 else a[0], (2, 0, 1)).reshape(-1)
             # y's official order: channels-first, but position by position (channel fastest) with a context
             y_order = (lambda a: np.reshape(a, -1)) if name == "mbt2018-vbr" else nchw
             ref = lambda key: out[f"r{r}_codec_{key}"].reshape(out[f"r{r}_codec_{key}"].shape[0], -1)[b]
@@ -163,7 +163,7 @@ def test_codec_matches_compressai_at_every_rate(fixture):
 
 
 @pytest.mark.parametrize("coder", coder_params())
-@pytest.mark.parametrize("name", ["mbt2018-mean-vbr", "mbt2018-vbr"])
+@pytest.mark.parametrize("name", ["bmshj2018-hyperprior-vbr", "mbt2018-mean-vbr", "mbt2018-vbr"])
 def test_round_trips_at_three_rates(name, coder):
     """A variable-rate model with random weights, 1x1 and 70x45 (not multiples of 64), at the lowest and highest
     learned level and a gain between: exact symbols both ways, the image the forward's at that rate (8-bit),

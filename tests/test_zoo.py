@@ -183,7 +183,7 @@ for job in json.loads(sys.argv[1]):
 @pytest.mark.slow
 def test_round_trips_decode_in_another_process(tmp_path):
     """A model of each latent-codec tree (factorized, wavefront, checkerboard, channel groups, chunks, slices,
-    progressive, both variable-rate ones; the zoo models left out share their trees with these, CWAM its wavefront
+    progressive, the three variable-rate ones; the zoo models left out share their trees with these, CWAM its wavefront
     with mbt2018 but its own networks), both coders where installed: files written here decode in a fresh process
     (the model loaded from its file, traced anew; executables from the run's compilation cache, as the jaxlic
     command would take them; test_mlicpp_codec's cross-process test compiles its own) to the same symbols and the
@@ -197,7 +197,7 @@ def test_round_trips_decode_in_another_process(tmp_path):
     jobs, expected = [], {}
     rng = np.random.default_rng(11)
     for fixture in ["bmshj2018_factorized", "mbt2018", "cheng2020_anchor_checkerboard", "elic2022_official", "cwam",
-                    "stf_zigzag", "mbt2018_mean_vbr", "mbt2018_vbr", "tcm", "hpcm_base"]:
+                    "stf_zigzag", "bmshj2018_hyperprior_vbr", "mbt2018_mean_vbr", "mbt2018_vbr", "tcm", "hpcm_base"]:
         # the codec test_round_trip_any_size uses where it runs in this worker; sizes up to 64x64 share its
         # compiled plan for 1x1 (and the coders share it here)
         name, config, model, variables, here = _codec(fixture)
