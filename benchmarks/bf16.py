@@ -13,8 +13,11 @@ which would double a product's arithmetic rate over float32 FMAs. Two readings p
 Operations: a 2048^3 matrix product, the mean-scale hyperprior's 5x5 stride-2 convolution (8 x 128^2 x 128 ->
 128) and a 3x3 convolution (8 x 64^2 x 192 -> 192), each forward and with its gradients (the training case).
 The training step of ``config.dtype="bfloat16"`` against float32 is ``benchmarks/scale.py --step-time``'s.
-JSON (a contract for scripts): ``machine``, ``ops``: a list of {op, dtype, flops, seconds, gflops, product_dtypes},
-``bf16_over_f32``: per op the ratio of bf16's GFLOP/s to float32's.
+Against the limit: ``peak`` (``common.cpu_peak``: cores x 2 FMA pipes x 8 float32 lanes x 2 x the measured
+clock; bf16 2x that) and each row's ``fraction_of_fp32_peak`` / ``fraction_of_bf16_peak``.
+JSON (a contract for scripts): ``machine``, ``peak``, ``ops``: a list of {op, dtype, flops, seconds, gflops,
+product_dtypes, fraction_of_fp32_peak, fraction_of_bf16_peak (bf16 rows)}, ``bf16_over_f32``: per op the ratio of
+bf16's GFLOP/s to float32's.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import re
 import statistics
 import time
 
-from common import machine, write
+from common import cpu_peak, machine, write
 
 
 def _ops():
@@ -55,6 +58,9 @@ def main(argv=None):
     import jax
     import jax.numpy as jnp
     import numpy as np
+    peak = cpu_peak()
+    print(f"peak: {peak['fp32_peak_gflops']:.0f} GFLOP/s float32, {peak['bf16_peak_gflops']:.0f} bf16 "
+          f"({peak['cores']} cores at {peak['clock_ghz']:.2f} GHz, measured)")
     rows, ratios = [], {}
     for name, (fn, shapes) in _ops().items():
         rng = np.random.default_rng(0)
@@ -74,11 +80,15 @@ def main(argv=None):
         for d in compiled:
             s = statistics.median(times[d])
             rows.append({"op": name, "dtype": d, "flops": flops[d], "seconds": s, "gflops": flops[d] / s / 1e9,
-                         "product_dtypes": product_dtypes(compiled[d].as_text())})
+                         "product_dtypes": product_dtypes(compiled[d].as_text()),
+                         "fraction_of_fp32_peak": flops[d] / s / 1e9 / peak["fp32_peak_gflops"]})
+            if d == "bfloat16":
+                rows[-1]["fraction_of_bf16_peak"] = rows[-1]["gflops"] / peak["bf16_peak_gflops"]
         ratios[name] = rows[-1]["gflops"] / rows[-2]["gflops"]
-        print(f"{name:32s} f32 {rows[-2]['gflops']:7.1f} GFLOP/s  bf16 {rows[-1]['gflops']:7.1f} GFLOP/s  "
+        print(f"{name:32s} f32 {rows[-2]['gflops']:6.1f} GFLOP/s ({rows[-2]['fraction_of_fp32_peak']:4.0%} of peak)  "
+              f"bf16 {rows[-1]['gflops']:6.1f} ({rows[-1]['fraction_of_bf16_peak']:4.0%} of bf16 peak)  "
               f"bf16/f32 {ratios[name]:.2f}  bf16 program's products in {rows[-1]['product_dtypes']}")
-    write({"machine": machine(), "ops": rows, "bf16_over_f32": ratios}, args.json, "bf16.json")
+    write({"machine": machine(), "peak": peak, "ops": rows, "bf16_over_f32": ratios}, args.json, "bf16.json")
 
 
 if __name__ == "__main__":
