@@ -63,7 +63,9 @@ class VariableRateHyperprior(LatentCodecModel):
     default_level = 1  # CompressAI's ``s=1``
     rated = True   # the codec takes a rate (``Codec.encode(..., gain=)``) and writes it into the file
 
-    def setup(self):
+    def _shared_setup(self):
+        """What every variable-rate model has: the transforms, both entropy models, the gains and the offsets
+        network (called from ``setup``)."""
         N, M, p = self.N, self.M, self.precision
         self.g_a, self.g_s = gdn_analysis(N, M, p), igdn_synthesis(N, p)
         if self.means:
@@ -74,6 +76,10 @@ class VariableRateHyperprior(LatentCodecModel):
         self.gaussian_conditional = GaussianConditional()
         self.Gain = self.own_param("Gain", lambda key: jnp.asarray(GAINS, jnp.float32))
         self.QuantABCD = _mlp((12, 12, 1), p)
+
+    def setup(self):
+        p = self.precision
+        self._shared_setup()
         if self.vr_entbttlnck:
             self.gayn2zqstep = _mlp((10, 10, 1), p, nn.softplus)
             z = lc.VariableStepLatent(self.entropy_bottleneck, self.gayn2zqstep)
@@ -132,15 +138,10 @@ class VariableRateJointAutoregressive(VariableRateHyperprior):
     vr_entbttlnck: bool = False   # CompressAI's mbt2018-vbr has no variable-step z
 
     def setup(self):
-        N, M, p = self.N, self.M, self.precision
-        self.g_a, self.g_s = gdn_analysis(N, M, p), igdn_synthesis(N, p)
-        self.h_a, self.h_s = hyper_analysis(N, p), mean_scale_hyper_synthesis(M, p)
+        M, p = self.M, self.precision
+        self._shared_setup()
         self.entropy_parameters = joint_entropy_parameters(M, p)
         self.context_prediction = MaskedConv(M, 2 * M, 5, "A", precision=p)
-        self.entropy_bottleneck = EntropyBottleneck(N)
-        self.gaussian_conditional = GaussianConditional()
-        self.Gain = self.own_param("Gain", lambda key: jnp.asarray(GAINS, jnp.float32))
-        self.QuantABCD = _mlp((12, 12, 1), p)
         self.scale_to_context = nn.Dense(2 * M, precision=p)
         self.latent_codec = lc.Hyperprior(
             self.h_a, self.h_s, lc.EntropyBottleneckLatent(self.entropy_bottleneck, ste=True),
