@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlic import assets
+from jaxlic import assets, xla_cpu
 from jaxlic.codec import Codec as _Engine
 from jaxlic.codec import pad_to_multiple
 from jaxlic.coding.container import DEFAULT_MAX_PIXELS
@@ -144,9 +144,9 @@ class Codec:
         self._engine.gain(level, gain)  # a rate this model cannot take is refused here, by name
         self.level, self.gain = level, gain
         if self._engine.rated:
-            self._forward = jax.jit(lambda v, x, g: self.module.apply(v, x, gain=g))
+            self._forward = xla_cpu.jit(lambda v, x, g: self.module.apply(v, x, gain=g))
         else:
-            self._forward = jax.jit(lambda v, x: self.module.apply(v, x))
+            self._forward = xla_cpu.jit(lambda v, x: self.module.apply(v, x))
 
     # --- what it is ----------------------------------------------------------------------------------------
     @property

@@ -28,6 +28,7 @@ from jaxlic.compiled import Clock, CompiledPlan, float32_highest
 from jaxlic.entropy.tables import CodingTable
 from jaxlic.errors import DecodeError, IndexMismatch, UserError
 from jaxlic.heap import trim_after_compiles
+from jaxlic import xla_cpu
 from jaxlic.plan import Plan
 
 __all__ = ["Codec", "EncodeResult", "DecodeResult", "DecodeError", "IndexMismatch", "DEFAULT_ROBUST_MARGIN",
@@ -111,9 +112,9 @@ class Codec:
         # a variable-rate model takes its rate (the gain) in the analysis and in the plan's initial state
         self.rated = bool(getattr(model, "rated", False))
         if self.rated:
-            self._analysis = jax.jit(lambda v, x, g: model.apply(v, x, g, method="analysis"))
+            self._analysis = xla_cpu.jit(lambda v, x, g: model.apply(v, x, g, method="analysis"))
         else:
-            self._analysis = jax.jit(lambda v, x: model.apply(v, x, method="analysis"))
+            self._analysis = xla_cpu.jit(lambda v, x: model.apply(v, x, method="analysis"))
         # per padded size: a plan and its compiled steps (the most recently used kept; ``max_plans``)
         self._compiled = CompileCache(maxsize=max_plans)
         # the stream order is the order table families first appear in the plan (the same for every size)

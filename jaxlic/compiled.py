@@ -19,6 +19,7 @@ import numpy as np
 from jaxlic.coding.protection import simulate_drift
 from jaxlic.entropy.quantization import symbols_of
 from jaxlic.plan import Plan, gather
+from jaxlic import xla_cpu
 
 
 def table_indexes(model, variables, group, params: jax.Array) -> jax.Array:
@@ -81,13 +82,13 @@ class CompiledPlan:
         def steps(simulate: bool):
             """(first, repeat, next): a simulated platform's drift gets functions of its own, so the real
             decoder's steps carry nothing for it; the drift's value is traced (one compilation for all)."""
-            first = jax.jit(lambda v, init, drift, margin: predict(groups[0], v, init, jnp.int32(0), drift, margin,
+            first = xla_cpu.jit(lambda v, init, drift, margin: predict(groups[0], v, init, jnp.int32(0), drift, margin,
                                                                    simulate))
             # the state is donated: its buffers (a padded latent, the hyper params) are updated in place
-            repeat = [jax.jit(lambda v, state, t, sym, means, drift, margin, g=g: predict(
+            repeat = [xla_cpu.jit(lambda v, state, t, sym, means, drift, margin, g=g: predict(
                 g, v, update(g, v, state, t, sym, means), t + 1, drift, margin, simulate), donate_argnums=1)
                       if g.count > 1 else None for g in groups]
-            nxt = [jax.jit(lambda v, state, sym, means, drift, margin, g=g, h=h: predict(
+            nxt = [xla_cpu.jit(lambda v, state, sym, means, drift, margin, g=g, h=h: predict(
                 h, v, update(g, v, state, jnp.int32(g.count - 1), sym, means), jnp.int32(0), drift, margin,
                 simulate)) for g, h in zip(groups[:-1], groups[1:])]
             return first, repeat, nxt
@@ -95,17 +96,17 @@ class CompiledPlan:
         self.first, self.repeat, self.next = steps(False)
         self._simulated = functools.partial(steps, True)  # built on first use
         last = groups[-1]
-        self.final_state = jax.jit(lambda v, state, sym, means: update(last, v, state, jnp.int32(last.count - 1),
+        self.final_state = xla_cpu.jit(lambda v, state, sym, means: update(last, v, state, jnp.int32(last.count - 1),
                                                                        sym, means))
-        self.finish = jax.jit(lambda v, state, sym, means: model.apply(
+        self.finish = xla_cpu.jit(lambda v, state, sym, means: model.apply(
             v, plan.latents(update(last, v, state, jnp.int32(last.count - 1), sym, means))["y"],
             method="synthesis"))
-        self.latents = jax.jit(plan.latents)
+        self.latents = xla_cpu.jit(plan.latents)
         # encoder only: symbols = round(x - mean) at the step's positions (zero at padding)
-        self.symbols = [jax.jit(lambda latents, t, means, g=g: jnp.where(
+        self.symbols = [xla_cpu.jit(lambda latents, t, means, g=g: jnp.where(
             g.elements(t).reshape(-1) >= 0,
             symbols_of(gather(latents[g.latent], g.elements(t)), means.reshape(-1)), 0)) for g in groups]
-        self.elements = [jax.jit(g.elements) for g in groups]
+        self.elements = [xla_cpu.jit(g.elements) for g in groups]
 
     def run(self, v, code, clock, drift: float = 0.0, margin: float = 0.0, init: dict | None = None):
         """Runs the plan; ``code(k, t, step, p)`` (numpy symbols) writes or reads the coder, ``step`` counting

@@ -7,7 +7,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # bottom to top; a package may import only from its own layer or below
 LAYERS = [
-    {"errors", "heap", "cache", "zoo", "assets"},
+    {"errors", "heap", "xla_cpu", "cache", "zoo", "assets"},
     {"entropy"},
     {"layers", "plan"},
     {"latent_codecs"},  # entropy-model parts: training forward and coding steps of each

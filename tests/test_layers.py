@@ -82,6 +82,52 @@ def test_conv_transpose_gradients_match_lax_definition():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("k,stride,pad,size", [(5, 2, 2, (7, 6)), (5, 2, 2, (8, 8)), (3, 2, 1, (6, 5)),
+                                              (1, 2, 0, (5, 4)), (4, 4, 0, (9, 8)), (2, 2, 0, (1, 3))])
+def test_strided_conv_gradients_match_lax_definition(k, stride, pad, size):
+    """A strided Conv's input gradient on CPU is its phase form (``strided_conv``); the values and both gradients,
+    jitted and not, must be XLA's autodiff of the plain convolution, odd sizes included."""
+    from jaxlic.layers.conv import strided_conv
+    rng = np.random.default_rng(k * 10 + stride)
+    x = jnp.asarray(rng.normal(size=(2,) + size + (3,)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(k, k, 3, 4)), jnp.float32)
+
+    def plain(x, kernel):
+        y = jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+        return jnp.sum(jnp.sin(y))
+
+    def ours(x, kernel):
+        return jnp.sum(jnp.sin(strided_conv(x, kernel, stride, pad, "highest")))
+
+    want = jax.grad(plain, (0, 1))(x, kernel)
+    for grad in (jax.grad(ours, (0, 1)), jax.jit(jax.grad(ours, (0, 1)))):
+        for a, b in zip(grad(x, kernel), want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours(x, kernel), plain(x, kernel), rtol=1e-6)
+
+
+def test_xla_cpu_options_send_convolutions_to_eigen():
+    """jaxlic's jits on CPU keep XLA:CPU's convolutions off YNNPACK where that XLA has the option (jax 0.10), and
+    are plain ``jax.jit`` where it refuses it (jax 0.5); the values are the convolution's either way."""
+    from jaxlic import xla_cpu
+
+    def f(x, w):
+        return jax.lax.conv_general_dilated(x, w, (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    rng = np.random.default_rng(0)
+    x, w = jnp.asarray(rng.normal(size=(2, 64, 64, 64)), jnp.float32), jnp.asarray(rng.normal(size=(5, 5, 64, 64)), jnp.float32)
+    options = xla_cpu.compiler_options()
+    if options is None:
+        with pytest.raises(Exception, match="xla_cpu_experimental_ynn_fusion_type"):
+            jax.jit(f, compiler_options=xla_cpu.OPTIONS).lower(x, w).compile()
+    else:
+        default = jax.jit(f).lower(x, w).compile().as_text()
+        ours = xla_cpu.jit(f).lower(x, w).compile().as_text()
+        assert "__ynn_fusion" not in ours, ours
+        assert "__ynn_fusion" in default  # else XLA's default changed and the option is no longer needed
+    np.testing.assert_allclose(xla_cpu.jit(f)(x, w), f(x, w), rtol=1e-5, atol=1e-3)  # sums of 1600 products ~40
+
+
 def test_pixel_shuffle_is_pytorch_order():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(1, 3, 4, 12)).astype(np.float32)  # NHWC, C = 3 * 2 * 2

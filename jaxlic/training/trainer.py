@@ -36,6 +36,7 @@ from jaxlic.training.compute import DTYPES, REMAT_BLOCKS, cast_params, computing
 from jaxlic.training.losses import DISTORTIONS, rd_loss
 from jaxlic.training.sharding import batch_sharding, tree_shardings, MIN_SIZE
 from jaxlic.training.writers import MetricWriter
+from jaxlic import xla_cpu
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,9 @@ def _build(model, lmbda, loss, crop, mesh, min_size, rules, compute, tx, schedul
                        constants={k: v for k, v in abstract.items() if k != "params"}, opt_state=opt,
                        rng=jax.ShapeDtypeStruct(rng.shape, rng.dtype))
     state = jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
-    return (jax.jit(train_step, donate_argnums=(0,), in_shardings=(shardings, batch),
+    return (xla_cpu.jit(train_step, donate_argnums=(0,), in_shardings=(shardings, batch),
                               out_shardings=(shardings, replicated)),
-                      jax.jit(eval_step, in_shardings=(variables, batch), out_shardings=replicated),
+                      xla_cpu.jit(eval_step, in_shardings=(variables, batch), out_shardings=replicated),
                       jax.jit(init, out_shardings=variables),
                       jax.jit(tx.init, out_shardings=shardings.opt_state),
                       shardings, state)
