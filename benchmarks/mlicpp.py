@@ -91,8 +91,8 @@ def step_flops(codec, image):
     fn = codec._functions(*image.shape[:2])
     groups = fn.plan.groups  # MLIC++: every group is one step
     off = np.float32(0)  # no simulated drift, no repair margin
-    out[groups[0].name] = flops(fn.first, v, off, off)
-    p, state = fn.first(v, off, off)
+    out[groups[0].name] = flops(fn.first, v, {}, off, off)
+    p, state = fn.first(v, {}, off, off)
     for k, g in enumerate(groups):
         means = p["means"]
         sym = fn.symbols[k](latents, jnp.int32(0), means)

@@ -48,27 +48,31 @@ def test_conv_matches_torch_definition(k, stride, size):
     np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("features", [4, 96])  # 96: on CPU one convolution per phase (EXACT_PHASES_MIN_FEATURES)
 @pytest.mark.parametrize("k,stride,pad,out_pad,size", [(5, 2, 2, 1, (4, 3)), (3, 2, 1, 1, (3, 5)), (5, 2, 2, 1, (1, 1)),
-                                                       (4, 2, 1, 0, (3, 3)), (3, 3, 1, 2, (2, 3))])
-def test_conv_transpose_matches_torch_definition(k, stride, pad, out_pad, size):
+                                                       (4, 2, 1, 0, (3, 3)), (3, 3, 1, 2, (2, 3)), (2, 4, 0, 1, (2, 3))])
+def test_conv_transpose_matches_torch_definition(k, stride, pad, out_pad, size, features):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 3) + size)
-    w = rng.normal(size=(3, 4, k, k))
-    b = rng.normal(size=4)
-    layer = ConvTranspose(4, k, stride, pad, out_pad)
+    w = rng.normal(size=(3, features, k, k))
+    b = rng.normal(size=features)
+    layer = ConvTranspose(features, k, stride, pad, out_pad)
     v = {"params": {"kernel": jnp.asarray(w.transpose(2, 3, 0, 1), jnp.float32), "bias": jnp.asarray(b, jnp.float32)}}
     got = layer.apply(v, jnp.asarray(x.transpose(0, 2, 3, 1), jnp.float32))
     ref = torch_conv_transpose2d(x, w, b, stride, pad, out_pad)
-    assert got.shape == (2,) + ref.shape[2:] + (4,)
+    assert got.shape == (2,) + ref.shape[2:] + (features,)
     np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), ref, rtol=1e-5, atol=1e-5)
+    jitted = jax.jit(layer.apply)(v, jnp.asarray(x.transpose(0, 2, 3, 1), jnp.float32))
+    np.testing.assert_allclose(np.asarray(jitted).transpose(0, 3, 1, 2), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_conv_transpose_gradients_match_lax_definition():
-    """The phase form must have the same gradients as the textbook transposed convolution."""
+@pytest.mark.parametrize("features", [4, 96])
+def test_conv_transpose_gradients_match_lax_definition(features):
+    """The phase form (one convolution, or one per phase) must have the textbook transposed convolution's gradients."""
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.normal(size=(2, 5, 6, 3)), jnp.float32)
-    kernel = jnp.asarray(rng.normal(size=(5, 5, 3, 4)), jnp.float32)
-    layer = ConvTranspose(4, 5, 2, use_bias=False)
+    kernel = jnp.asarray(rng.normal(size=(5, 5, 3, features)), jnp.float32)
+    layer = ConvTranspose(features, 5, 2, use_bias=False)
 
     def ours(kernel, x):
         return jnp.sum(jnp.sin(layer.apply({"params": {"kernel": kernel}}, x)))
@@ -78,19 +82,20 @@ def test_conv_transpose_gradients_match_lax_definition():
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return jnp.sum(jnp.sin(y))
 
-    for a, b in zip(jax.grad(ours, (0, 1))(kernel, x), jax.grad(textbook, (0, 1))(kernel, x)):
+    for a, b in zip(jax.jit(jax.grad(ours, (0, 1)))(kernel, x), jax.grad(textbook, (0, 1))(kernel, x)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("cin", [3, 96])
 @pytest.mark.parametrize("k,stride,pad,size", [(5, 2, 2, (7, 6)), (5, 2, 2, (8, 8)), (3, 2, 1, (6, 5)),
                                               (1, 2, 0, (5, 4)), (4, 4, 0, (9, 8)), (2, 2, 0, (1, 3))])
-def test_strided_conv_gradients_match_lax_definition(k, stride, pad, size):
+def test_strided_conv_gradients_match_lax_definition(k, stride, pad, size, cin):
     """A strided Conv's input gradient on CPU is its phase form (``strided_conv``); the values and both gradients,
     jitted and not, must be XLA's autodiff of the plain convolution, odd sizes included."""
     from jaxlic.layers.conv import strided_conv
     rng = np.random.default_rng(k * 10 + stride)
-    x = jnp.asarray(rng.normal(size=(2,) + size + (3,)), jnp.float32)
-    kernel = jnp.asarray(rng.normal(size=(k, k, 3, 4)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(2,) + size + (cin,)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(k, k, cin, 4)), jnp.float32)
 
     def plain(x, kernel):
         y = jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
