@@ -4,7 +4,9 @@
 
 Guards against regressions onto XLA:CPU's slow paths (docs/XLA_CPU.md): the transposed convolution is also
 timed in its textbook form (lax.conv_transpose) to show what the phase form avoids, and the 1x1 convolution as
-XLA's convolution op beside the matrix product ``Conv`` uses for it.
+XLA's convolution op beside the matrix product ``Conv`` uses for it. JAX runs with jaxlic's XLA:CPU options
+(``jaxlic.xla_cpu``: convolutions on Eigen); the "XLA default" columns time the same jitted layer with XLA's own
+options (jax 0.10: convolutions on YNNPACK).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from common import write
+from jaxlic import xla_cpu
 from jaxlic.layers import GDN, Conv, ConvTranspose, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, SubpelConv
 
 
@@ -132,10 +135,13 @@ def main(argv=None):
         layer = make()
         x = jax.random.normal(jax.random.key(0), shape)
         v = layer.init(jax.random.key(1), x)
-        fwd = jax.jit(layer.apply)
-        grad = jax.jit(jax.grad(lambda v, x: jnp.sum(jnp.square(layer.apply(v, x))), argnums=(0, 1)))
-        row = {"layer": name, "input": list(shape), "jax_forward_ms": _time(fwd, v, x, repeat=args.repeat),
-               "jax_grad_ms": _time(grad, v, x, repeat=args.repeat)}
+        loss = jax.grad(lambda v, x: jnp.sum(jnp.square(layer.apply(v, x))), argnums=(0, 1))
+        row = {"layer": name, "input": list(shape),
+               "jax_forward_ms": _time(xla_cpu.jit(layer.apply), v, x, repeat=args.repeat),
+               "jax_grad_ms": _time(xla_cpu.jit(loss), v, x, repeat=args.repeat)}
+        if xla_cpu.compiler_options():
+            row.update(xla_default_forward_ms=_time(jax.jit(layer.apply), v, x, repeat=args.repeat),
+                       xla_default_grad_ms=_time(jax.jit(loss), v, x, repeat=args.repeat))
         if torch is not None and tkind:
             tf, tg = torch_case(tkind, shape, opts)
             row["torch_forward_ms"] = _time(lambda: tf(), repeat=args.repeat)

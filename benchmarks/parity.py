@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import write
+from jaxlic import xla_cpu
 from jaxlic.registry import detect_model, get_spec
 
 # our forward's output -> the fixtures' outputs.npz key
@@ -46,7 +47,7 @@ def fixture_errors(d: pathlib.Path) -> dict:
         errors = rated_errors(name, config, model, variables, out)
         return {"model": name, "config": config, "input": list(x.shape), "max_relative_error": errors}
     with jax.default_matmul_precision("highest"):
-        got = jax.jit(model.apply)(variables, jnp.asarray(x))
+        got = xla_cpu.jit(model.apply)(variables, jnp.asarray(x))
     if "zigzag_order" in out:  # Shen & Liu: per-chunk outputs (B, K, C, h, w), y likelihoods in chunk order
         errors = chunked_errors(model, variables, got, out)
     else:
@@ -63,7 +64,7 @@ def rated_errors(name, config, model, variables, out) -> dict:
     the real codec at that gain (the latent g_s receives after decoding, and the decoded image)."""
     from jaxlic.codec import Codec
     codec = Codec(name, model, variables, model.build_tables(variables), config)
-    forward = jax.jit(lambda v, x, g: model.apply(v, x, gain=g))
+    forward = xla_cpu.jit(lambda v, x, g: model.apply(v, x, gain=g))
     pairs = dict(OUTPUTS, offsets="quant_offset_raw")
     errors: dict = {}
     worst = lambda k, e: errors.__setitem__(k, max(errors.get(k, 0.0), e))

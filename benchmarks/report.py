@@ -234,18 +234,28 @@ def layers() -> str:
     d = _load("layers.json")
     f = lambda v: "" if v is None else f"{v:.1f}"
     rows = [(r["layer"], "x".join(map(str, r["input"])), f(r["jax_forward_ms"]), f(r["jax_grad_ms"]),
+             f(r.get("xla_default_forward_ms")), f(r.get("xla_default_grad_ms")),
              f(r.get("torch_forward_ms")), f(r.get("torch_grad_ms"))) for r in d["rows"]]
-    return _table(("layer", "input (NHWC)", "JAX fwd", "JAX grad", f"PyTorch {d['torch']} fwd", "PyTorch grad"), rows)
+    return _table(("layer", "input (NHWC)", "JAX fwd", "JAX grad", "XLA default fwd", "XLA default grad",
+                   f"PyTorch {d['torch']} fwd", "PyTorch grad"), rows)
 
 
 def train_step() -> str:
-    """train_step.json: one training step, alternating between jaxlic and CompressAI, medians."""
-    d = _load("train_step.json")
-    rows = [(f"jaxlic (jax {d['machine']['jax']})", f"{d['jaxlic_s_per_step']:.2f}", f"{d['jaxlic_images_per_s']:.2f}"),
-            (f"CompressAI {d['compressai']} (torch {d['torch']}, {d['torch_threads']} threads)",
-             f"{d['compressai_s_per_step']:.2f}", f"{d['compressai_images_per_s']:.2f}")]
-    return _table((f"{d['model']}, batch {d['batch']}, {d['crop']}^2", "s/step", "images/s"), rows) + \
-        f"\nRatio (CompressAI's time / jaxlic's): **{d['ratio']:.2f}x**.\n"
+    """train_step*.json: one training step, alternating between jaxlic and the PyTorch code, medians; GFLOP/s
+    from XLA's cost analysis against the measured float32 peak."""
+    rows = []
+    for name in ("train_step.json", "train_step_mlicpp.json"):
+        d = _load(name)
+        theirs = "" if "ratio" not in d else \
+            f"{d['compressai_s_per_step']:.2f} (torch {d['torch']}, {d['torch_threads']} threads)"
+        ratio = "" if "ratio" not in d else \
+            f"**{d['ratio']:.2f}x** (paired {d['paired_ratio_min']:.2f}-{d['paired_ratio_max']:.2f})"
+        rows.append((f"{d['model']}, batch {d['batch']}, {d['crop']}^2", f"{d['jaxlic_s_per_step']:.2f}",
+                     f"{d['jaxlic_images_per_s']:.2f}",
+                     f"{d['jaxlic_gflops']:.0f} ({d['fraction_of_peak']:.0%} of {d['fp32_peak_gflops']:.0f})",
+                     theirs, ratio))
+    return _table(("model", "jaxlic s/step", "images/s", "GFLOP/s (of fp32 peak)", "PyTorch s/step",
+                   "PyTorch's time / jaxlic's"), rows)
 
 
 def cli() -> str:

@@ -6,6 +6,7 @@ Floats: max |a - ref| <= 1e-5 max |ref|. Discrete decisions (rounded symbols, sc
 where the official value lies within float tolerance of a rounding or table boundary; such elements are counted,
 printed and allowed.
 """
+import functools
 import json
 
 import jax
@@ -213,3 +214,25 @@ def test_cli_convert_drops_the_unused_module_with_a_note(fixture, tmp_path, caps
     assert name == "cwam" and config["N"] == sd["h_a.0.weight"].shape[0]
     for a, b in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(written)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dense_block_by_piece_is_by_layer():
+    """The CPU form of the dense block (one convolution per input piece into all later layers) against the
+    layer-by-layer definition over concatenations, values and gradients, both channel directions."""
+    from jaxlic.models.cwam import DenseBlock, _dense_by_layer, _dense_by_piece
+    for cin, features in ((3, 8), (8, 3)):
+        x = jax.random.normal(jax.random.key(cin), (2, 9, 7, cin))
+        block = DenseBlock(features, gc=4)
+        p = block.init(jax.random.key(1), x)["params"]
+        kernels = [p[f"conv{k}"]["kernel"] for k in range(1, 6)]
+        biases = [p[f"conv{k}"]["bias"] for k in range(1, 6)]
+
+        def loss(form, x, kernels):
+            return jnp.sum(jnp.sin(form(x, kernels, biases, "highest")))
+        np.testing.assert_allclose(_dense_by_piece(x, kernels, biases, "highest"),
+                                   _dense_by_layer(x, kernels, biases, "highest"), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(block.apply({"params": p}, x), _dense_by_layer(x, kernels, biases, None),
+                                   rtol=1e-4, atol=1e-4)
+        for a, b in zip(jax.tree.leaves(jax.grad(functools.partial(loss, _dense_by_piece), (0, 1))(x, kernels)),
+                        jax.tree.leaves(jax.grad(functools.partial(loss, _dense_by_layer), (0, 1))(x, kernels))):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -8,6 +8,7 @@ latent. M = N. See docs/models/cwam.md in the shared notes for the official deta
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -18,6 +19,7 @@ import numpy as np
 from jaxlic.layers.blocks import AttentionBlock, ResidualUnit, gelu
 from jaxlic.layers.conv import Conv, ConvTranspose
 from jaxlic.layers.gdn import GDN
+from jaxlic.layers.init import torch_conv_bias_init, torch_conv_kernel_init
 from jaxlic.layers.swin import region_labels, relative_position_index, window_partition, window_reverse
 from jaxlic.models.cheng2020 import Cheng2020Anchor, _anchor_transforms
 
@@ -26,9 +28,50 @@ def _lrelu02(x):
     return nn.leaky_relu(x, 0.2)
 
 
+class _ConvWeights(nn.Module):
+    """A 3x3 ``Conv``'s parameters (its names and initialisation), for a block that applies them itself."""
+
+    features: int
+    in_features: int
+
+    @nn.compact
+    def __call__(self):
+        fan_in = self.in_features * 9
+        return (self.param("kernel", torch_conv_kernel_init(fan_in), (3, 3, self.in_features, self.features)),
+                self.param("bias", torch_conv_bias_init(fan_in), (self.features,)))
+
+
+def _conv3x3(x, kernel, precision):
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        precision=precision)
+
+
+def _dense_by_layer(x, kernels, biases, precision):
+    outs = [x]
+    for k, (w, b) in enumerate(zip(kernels, biases)):
+        y = _conv3x3(jnp.concatenate(outs, -1), w, precision) + b
+        outs.append(_lrelu02(y) if k < 4 else y)
+    return outs[-1]
+
+
+def _dense_by_piece(x, kernels, biases, precision):
+    """The same sums grouped by input piece: each piece (x, then each new output) goes through one convolution
+    into every later layer at once, wide instead of five narrow 32-channel convolutions over growing
+    concatenations. XLA:CPU, 768x512: 3 -> 64 block 961 -> 886 ms, 64 -> 3 block 1254 -> 856 ms."""
+    starts = np.cumsum([0] + [x.shape[-1]] + [w.shape[-1] for w in kernels[:4]])
+    acc, piece = list(biases), x
+    for j in range(5):
+        w = jnp.concatenate([kernels[k][:, :, starts[j]:starts[j + 1]] for k in range(j, 5)], -1)
+        parts = jnp.split(_conv3x3(piece, w, precision), np.cumsum([kernels[k].shape[-1] for k in range(j, 4)]), -1)
+        acc[j:] = [a + c for a, c in zip(acc[j:], parts)]
+        if j < 4:
+            piece = _lrelu02(acc[j])
+    return acc[4]
+
+
 class DenseBlock(nn.Module):
     """Five 3x3 convs, each seeing the input and every earlier output (``gc`` channels each); LeakyReLU(0.2)
-    after the first four."""
+    after the first four. On CPU computed piece by piece (``_dense_by_piece``), elsewhere layer by layer."""
 
     features: int
     gc: int = 32
@@ -36,11 +79,13 @@ class DenseBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        outs = [x]
-        for k in range(1, 5):
-            outs.append(_lrelu02(Conv(self.gc, 3, precision=self.precision, name=f"conv{k}")(
-                jnp.concatenate(outs, -1))))
-        return Conv(self.features, 3, precision=self.precision, name="conv5")(jnp.concatenate(outs, -1))
+        widths = [self.gc] * 4 + [self.features]
+        weights = [_ConvWeights(o, x.shape[-1] + self.gc * k, name=f"conv{k + 1}")() for k, o in enumerate(widths)]
+        kernels = [w.astype(x.dtype) for w, _ in weights]
+        biases = [b.astype(x.dtype) for _, b in weights]
+        by_piece = functools.partial(_dense_by_piece, precision=self.precision)
+        by_layer = functools.partial(_dense_by_layer, precision=self.precision)
+        return jax.lax.platform_dependent(x, kernels, biases, cpu=by_piece, default=by_layer)
 
 
 class EnhBlock(nn.Module):
