@@ -94,7 +94,8 @@ class Jaxlic:
         self.params = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(variables["params"]))
         self.image = image
         x = jnp.asarray(pad_to_multiple(image[None].astype(np.float32) / 255, 64))
-        fwd = jax.jit(model.apply)
+        from jaxlic import xla_cpu
+        fwd = xla_cpu.jit(model.apply)
         self.forward = lambda: jax.block_until_ready(fwd(variables, x))
         self.model, self.variables, self.x = model, variables, x
 
@@ -104,7 +105,8 @@ class Jaxlic:
         import jax.numpy as jnp
 
         def run_part(paths, h, n):
-            fn = jax.jit(lambda v, h: self.model.apply(v, h, method=lambda m, h: _chain(
+            from jaxlic import xla_cpu
+            fn = xla_cpu.jit(lambda v, h: self.model.apply(v, h, method=lambda m, h: _chain(
                 _resolve(m, paths[0], lambda seq: seq.layers), h)))
             out = jax.block_until_ready(fn(self.variables, h))
             return out, [timed(lambda: jax.block_until_ready(fn(self.variables, h)))[0] for _ in range(n)]

@@ -198,7 +198,8 @@ def one_measurement(mode, size, attention, image_path, coder):
         codec = _codec(model, variables)
         run = lambda: codec.compress(img, coder)
     else:
-        fwd = jax.jit(lambda v, x, r: model.apply(v, x, training=True, rng=r)["x_hat"])
+        from jaxlic import xla_cpu
+        fwd = xla_cpu.jit(lambda v, x, r: model.apply(v, x, training=True, rng=r)["x_hat"])
         x = jnp.asarray(img[None].astype(np.float32) / 255.0)
         run = lambda: jax.block_until_ready(fwd(variables, x, jax.random.key(0)))
     t0 = time.perf_counter()

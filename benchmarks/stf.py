@@ -76,7 +76,8 @@ def _jaxlic_child(model_path, image_path):
     codec = Codec(name, model, variables, tables, config)
     image = read_image(image_path)
     x = jax.numpy.asarray(pad_to_multiple(image[None].astype(np.float32) / 255, model.downsampling))
-    fwd = jax.jit(model.apply)
+    from jaxlic import xla_cpu
+    fwd = xla_cpu.jit(model.apply)
     state = {}
 
     def forward():

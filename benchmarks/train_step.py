@@ -40,6 +40,8 @@ MODELS = {  # name: (jaxlic model, model_config, default batch, default crop)
     "mlicpp": ("mlicpp", {"N": 64, "M": 96, "slice_num": 3, "context_window": 5, "old_g_s": False,
                           "old_lrp": False}, 4, 128),
 }
+LABELS = {"mbt2018-mean": "mbt2018-mean N=128 M=192, random weights",
+          "mlicpp": "MLIC++ runlocal (N=64, M=96, 3 slices), random weights"}
 
 
 def jaxlic_step(images, model="mbt2018-mean"):
@@ -144,7 +146,7 @@ def main(argv=None):
     ours, gflop = jaxlic_step(images, args.model)
     compile_s = timed(ours)  # the first call runs the compiled step (compiled for the cost analysis)
     ours()
-    label = f"{args.model} {json.dumps(MODELS[args.model][1])}, random weights"
+    label = LABELS[args.model]
     res = {"model": label, "batch": args.batch, "crop": args.crop, "steps": args.steps,
            "jax_first_step_s": compile_s, "xla_cpu_options": xla_cpu.compiler_options(), "gflop_per_step": gflop}
     child = None

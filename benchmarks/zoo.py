@@ -165,7 +165,8 @@ def main(argv=None):
     x = jax.numpy.asarray(np.pad(image[None].astype(np.float32) / 255, ((0, 0), (0, -h % m), (0, -w % m), (0, 0)),
                                  mode="edge"))
     gain = {"gain": np.float32(codec.gain(**rate))} if rate else {}
-    apply = jax.jit(lambda v, x: codec.model.apply(v, x, **gain))
+    from jaxlic import xla_cpu
+    apply = xla_cpu.jit(lambda v, x: codec.model.apply(v, x, **gain))
     forward = lambda: jax.block_until_ready(apply(codec.variables, x))
     forward()  # compiles
     res = {"model": args.model, "quality": args.quality, "config": config, "image": os.path.basename(args.image),
