@@ -18,6 +18,8 @@ from jaxlic.errors import UserError  # noqa: E402
 from jaxlic.evaluation.metrics import psnr  # noqa: E402
 from jaxlic.io import read_image, write_image  # noqa: E402
 from jaxlic.training.losses import rd_loss  # noqa: E402
+from jaxlic.xla_cpu import jit  # noqa: E402
 
 __all__ = ["Codec", "Encoded", "Forward", "load", "init", "model", "models", "describe", "DEFAULT_MAX_PIXELS",
-           "UserError", "DecodeError", "IndexMismatch", "read_image", "write_image", "psnr", "rd_loss", "__version__"]
+           "UserError", "DecodeError", "IndexMismatch", "read_image", "write_image", "psnr", "rd_loss", "jit",
+           "__version__"]

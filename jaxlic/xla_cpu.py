@@ -7,7 +7,8 @@ products left to YNNPACK and convolutions to Eigen on CPU; on other backends, an
 (jax 0.5, whose XLA:CPU uses Eigen anyway), it is plain ``jax.jit``. ``JAXLIC_XLA_CPU=default`` leaves XLA's
 defaults (to measure against them).
 
-In a training loop of your own, ``jax.jit(step, compiler_options=jaxlic.xla_cpu.compiler_options())``.
+In a training loop of your own: ``@jaxlic.jit`` (this ``jit``), or ``jax.jit(step,
+compiler_options=jaxlic.xla_cpu.compiler_options())``.
 """
 from __future__ import annotations
 
