@@ -45,13 +45,14 @@ class Conv(nn.Module):
         elif self.stride > 1:
             y = strided_conv(x, kernel.astype(x.dtype), self.stride, pad, self.precision)
         else:
-            y = _conv(x, kernel.astype(x.dtype), 1, pad, self.precision)
+            y = conv2d(x, kernel.astype(x.dtype), 1, pad, self.precision)
         if self.use_bias:
             y = y + self.param("bias", torch_conv_bias_init(fan_in), (self.features,)).astype(x.dtype)
         return y
 
 
-def _conv(x: Array, kernel: Array, stride: int, pad: int, precision) -> Array:
+def conv2d(x: Array, kernel: Array, stride: int = 1, pad: int = 0, precision=None) -> Array:
+    """NHWC x HWIO convolution with symmetric padding: ``lax.conv_general_dilated`` in this module's layout."""
     return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
                                         dimension_numbers=_DN, precision=precision)
 
@@ -64,25 +65,26 @@ def strided_conv(x: Array, kernel: Array, stride: int, pad: int, precision=None)
     200 ms for the phase form, ``benchmarks/layers.py``). On CPU the gradient takes ``conv_transpose``'s phase form
     (``lax.platform_dependent``; elsewhere XLA's own). The function and the kernel gradient are XLA's own;
     forward-mode differentiation (``jax.jvp``) is not defined through it."""
-    return _conv(x, kernel, stride, pad, precision)
+    return conv2d(x, kernel, stride, pad, precision)
 
 
 def _strided_conv_fwd(x, kernel, stride, pad, precision):
-    return _conv(x, kernel, stride, pad, precision), (x, kernel)
+    return conv2d(x, kernel, stride, pad, precision), (x, kernel)
 
 
 def _strided_conv_bwd(stride, pad, precision, residuals, g):
     x, kernel = residuals
-    _, vjp = jax.vjp(lambda a, b: _conv(a, b, stride, pad, precision), x, kernel)
-    dx, dkernel = vjp(g)
+    (dkernel,) = jax.vjp(lambda b: conv2d(x, b, stride, pad, precision), kernel)[1](g)
     out_hw = x.shape[1:3]
+
+    def xla(g, kernel):
+        return jax.vjp(lambda a: conv2d(a, kernel, stride, pad, precision), x)[1](g)[0]
     if not _phase_form_fits(stride, g.shape[1:3], out_hw):
-        return dx, dkernel
+        return xla(g, kernel), dkernel
 
     def phase(g, kernel):
         return conv_transpose(g, kernel.transpose(0, 1, 3, 2), stride, pad, out_hw, precision)
-    # the unused branch is traced but not compiled; XLA removes ``dx`` from the CPU program when it is unused
-    return jax.lax.platform_dependent(g, kernel, cpu=phase, default=lambda g, kernel: dx), dkernel
+    return jax.lax.platform_dependent(g, kernel, cpu=phase, default=xla), dkernel
 
 
 strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)

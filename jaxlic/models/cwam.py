@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlic.layers.blocks import AttentionBlock, ResidualUnit, gelu
-from jaxlic.layers.conv import Conv, ConvTranspose
+from jaxlic.layers.conv import Conv, ConvTranspose, conv2d
 from jaxlic.layers.gdn import GDN
 from jaxlic.layers.init import torch_conv_bias_init, torch_conv_kernel_init
 from jaxlic.layers.swin import region_labels, relative_position_index, window_partition, window_reverse
@@ -41,15 +41,10 @@ class _ConvWeights(nn.Module):
                 self.param("bias", torch_conv_bias_init(fan_in), (self.features,)))
 
 
-def _conv3x3(x, kernel, precision):
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                        precision=precision)
-
-
 def _dense_by_layer(x, kernels, biases, precision):
     outs = [x]
     for k, (w, b) in enumerate(zip(kernels, biases)):
-        y = _conv3x3(jnp.concatenate(outs, -1), w, precision) + b
+        y = conv2d(jnp.concatenate(outs, -1), w, 1, 1, precision) + b
         outs.append(_lrelu02(y) if k < 4 else y)
     return outs[-1]
 
@@ -62,7 +57,7 @@ def _dense_by_piece(x, kernels, biases, precision):
     acc, piece = list(biases), x
     for j in range(5):
         w = jnp.concatenate([kernels[k][:, :, starts[j]:starts[j + 1]] for k in range(j, 5)], -1)
-        parts = jnp.split(_conv3x3(piece, w, precision), np.cumsum([kernels[k].shape[-1] for k in range(j, 4)]), -1)
+        parts = jnp.split(conv2d(piece, w, 1, 1, precision), np.cumsum([kernels[k].shape[-1] for k in range(j, 4)]), -1)
         acc[j:] = [a + c for a, c in zip(acc[j:], parts)]
         if j < 4:
             piece = _lrelu02(acc[j])
